@@ -1,0 +1,193 @@
+"""Registering OAuth providers and the integrations that use them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import ClientAuthMethod, GrantType, Integration, IntegrationType, Provider
+
+log = logging.getLogger(__name__)
+
+
+class ValidationError(ValueError):
+    """Invalid input. ``errors`` maps each field name to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{name}: {' '.join(messages)}" for name, messages in errors.items()))
+        self.errors = errors
+
+
+def validate_url(value: str | None, required: bool) -> str | None:
+    """Return the URL stripped, or raise ValueError saying what is wrong with it."""
+    value = (value or "").strip()
+    if not value:
+        if required:
+            raise ValueError("is required")
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL")
+    if parts.username or parts.password:
+        raise ValueError("must not contain a username or password")
+    if parts.fragment:
+        raise ValueError("must not contain a #fragment")
+    return value
+
+
+@dataclass
+class ProviderInput:
+    name: str
+    client_id: str
+    token_url: str
+    grant_type: str = GrantType.AUTHORIZATION_CODE.value
+    authorization_url: str | None = None
+    revocation_url: str | None = None
+    default_scopes: str = ""
+    use_pkce: bool = True
+    client_auth_method: str = ClientAuthMethod.CLIENT_SECRET_BASIC.value
+    #: None keeps the stored secret when editing; a new provider needs one.
+    client_secret: str | None = None
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def error(self, name: str, message: str) -> None:
+        self.errors.setdefault(name, []).append(message)
+
+
+def _validate_provider(data: ProviderInput, existing: Provider | None) -> dict:
+    data.errors = {}
+    values: dict = {}
+    name = data.name.strip()
+    if not name:
+        data.error("name", "Name is required.")
+    elif len(name) > 100:
+        data.error("name", "Name is too long: use at most 100 characters.")
+    else:
+        duplicate = db.session.scalar(select(Provider).where(func.lower(Provider.name) == name.lower()))
+        if duplicate is not None and duplicate is not existing:
+            data.error("name", f"A provider named {name!r} already exists.")
+    values["name"] = name
+
+    client_id = data.client_id.strip()
+    if not client_id:
+        data.error("client_id", "Client ID is required.")
+    values["client_id"] = client_id
+
+    try:
+        values["grant_type"] = GrantType(data.grant_type)
+    except ValueError:
+        data.error("grant_type", f"Grant type {data.grant_type!r} is not supported: use authorization_code or password.")
+    try:
+        values["client_auth_method"] = ClientAuthMethod(data.client_auth_method)
+    except ValueError:
+        data.error(
+            "client_auth_method",
+            f"Client authentication {data.client_auth_method!r} is not supported: "
+            "use client_secret_basic or client_secret_post.",
+        )
+
+    needs_authorization_url = values.get("grant_type") == GrantType.AUTHORIZATION_CODE
+    for name_, required in (
+        ("authorization_url", needs_authorization_url),
+        ("token_url", True),
+        ("revocation_url", False),
+    ):
+        try:
+            values[name_] = validate_url(getattr(data, name_), required)
+        except ValueError as error:
+            label = name_.replace("_", " ").replace("url", "URL").capitalize()
+            if str(error) == "is required" and name_ == "authorization_url":
+                data.error(name_, "Authorization URL is required for the authorization_code grant.")
+            else:
+                data.error(name_, f"{label} {error}.")
+
+    values["default_scopes"] = " ".join(data.default_scopes.split())
+    values["use_pkce"] = bool(data.use_pkce)
+
+    secret = data.client_secret
+    if existing is None and not secret:
+        data.error("client_secret", "Client secret is required.")
+    if data.errors:
+        raise ValidationError(data.errors)
+    return values
+
+
+def save_provider(data: ProviderInput, existing: Provider | None = None) -> Provider:
+    """Create or update a provider; an empty client secret keeps the stored one."""
+    values = _validate_provider(data, existing)
+    provider = existing or Provider()
+    for name, value in values.items():
+        setattr(provider, name, value)
+    if existing is None:
+        db.session.add(provider)
+    db.session.flush()
+    if data.client_secret:
+        provider.set_client_secret(data.client_secret)
+    db.session.commit()
+    log.info("Provider %s: provider %s (%s)", "updated" if existing else "created", provider.id, provider.name)
+    return provider
+
+
+@dataclass
+class IntegrationInput:
+    name: str
+    provider_id: int | None
+    description: str = ""
+    scopes: str | None = None
+    integration_type: str = IntegrationType.PERSONAL.value
+    api_base_url: str | None = None
+    is_enabled: bool = True
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def error(self, name: str, message: str) -> None:
+        self.errors.setdefault(name, []).append(message)
+
+
+def save_integration(data: IntegrationInput, existing: Integration | None = None) -> Integration:
+    """Create or update an integration after validating every field."""
+    data.errors = {}
+    name = data.name.strip()
+    if not name:
+        data.error("name", "Name is required.")
+    elif len(name) > 100:
+        data.error("name", "Name is too long: use at most 100 characters.")
+    else:
+        duplicate = db.session.scalar(select(Integration).where(func.lower(Integration.name) == name.lower()))
+        if duplicate is not None and duplicate is not existing:
+            data.error("name", f"An integration named {name!r} already exists.")
+
+    provider = db.session.get(Provider, data.provider_id) if data.provider_id else None
+    if provider is None:
+        data.error("provider_id", "Choose a provider.")
+    try:
+        integration_type = IntegrationType(data.integration_type)
+    except ValueError:
+        data.error("integration_type", f"Type {data.integration_type!r} is not supported: use personal or system.")
+    try:
+        api_base_url = validate_url(data.api_base_url, required=False)
+    except ValueError as error:
+        data.error("api_base_url", f"API base URL {error}.")
+    if data.errors:
+        raise ValidationError(data.errors)
+
+    integration = existing or Integration()
+    integration.name = name
+    integration.description = data.description.strip()
+    integration.provider = provider
+    scopes = " ".join((data.scopes or "").split())
+    integration.scopes = scopes or None
+    integration.integration_type = integration_type
+    integration.api_base_url = api_base_url
+    integration.is_enabled = data.is_enabled
+    if existing is None:
+        db.session.add(integration)
+    db.session.commit()
+    log.info(
+        "Integration %s: integration %s (%s), provider %s",
+        "updated" if existing else "created", integration.id, integration.name, provider.id,
+    )
+    return integration

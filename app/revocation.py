@@ -1,0 +1,88 @@
+"""Revoking a user's credential, at the provider too (RFC 7009)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from authlib.common.errors import AuthlibBaseError
+from requests import RequestException
+
+from app.extensions import db
+from app.models import Credential, CredentialStatus, utcnow
+from app.oauth_client import ProviderError, clean_provider_text, provider_error_from, provider_session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RevocationOutcome:
+    #: True when the credential is gone; False when it waits in *revocation pending*.
+    completed: bool
+    #: What went wrong at the provider, safe to show; empty when nothing did.
+    error: str = ""
+
+
+def revoke_credential(credential: Credential) -> RevocationOutcome:
+    """Stop using the credential at once, then revoke its tokens at the provider.
+
+    The refresh token is revoked before the access token, each with its
+    ``token_type_hint``, and a failure on one does not skip the other. A token the
+    provider confirmed is dropped. If any revocation fails, the row stays in
+    *revocation pending* with the remaining tokens, so it can be retried.
+    """
+    credential.status = CredentialStatus.REVOCATION_PENDING
+    db.session.commit()
+
+    integration = credential.integration
+    provider = integration.provider
+    ids = (credential.user_id, integration.id, provider.name)
+    if not provider.revocation_url:
+        log.info("Credential deleted, provider has no revocation URL: user %s, integration %s, provider %s", *ids)
+        db.session.delete(credential)
+        db.session.commit()
+        return RevocationOutcome(completed=True)
+
+    session = provider_session(provider)
+    errors: list[str] = []
+    for hint in ("refresh_token", "access_token"):
+        token = getattr(credential, hint)
+        if token is None:
+            continue
+        try:
+            response = session.revoke_token(provider.revocation_url, token=token, token_type_hint=hint)
+            if response.status_code != 200:
+                raise ProviderError(
+                    _error_code(response), f"the provider answered HTTP {response.status_code}", response.status_code
+                )
+        except (AuthlibBaseError, RequestException, ProviderError) as exception:
+            failure = provider_error_from(exception, [token, provider.client_secret])
+            log.warning(
+                "Revocation of %s failed: user %s, integration %s, provider %s, error %s", hint, *ids, failure.error
+            )
+            errors.append(f"{hint.replace('_', ' ')}: {failure.message}")
+            continue
+        setattr(credential, hint, None)
+        log.info("Revoked %s at provider: user %s, integration %s, provider %s", hint, *ids)
+
+    credential.revocation_attempts += 1
+    credential.revocation_attempted_at = utcnow()
+    if not errors:
+        db.session.delete(credential)
+        db.session.commit()
+        return RevocationOutcome(completed=True)
+
+    message = f"{provider.name} did not confirm the revocation ({'; '.join(errors)})."
+    credential.revocation_error = message[:1000]
+    db.session.commit()
+    return RevocationOutcome(completed=False, error=message)
+
+
+def _error_code(response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return clean_provider_text(body["error"], [])[:64] or "server_error"
+    return "server_error"

@@ -1,0 +1,3 @@
+def test_login_page_renders(client):
+    response = client.get("/login")
+    assert response.status_code == 200
