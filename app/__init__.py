@@ -16,7 +16,9 @@ MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Create the app from ``PERSONAL_AUTH_*`` variables, with ``test_config`` on top."""
-    app = Flask(__name__, instance_relative_config=True)
+    # The instance folder holds the SQLite database and development secrets.
+    instance_path = os.environ.get("PERSONAL_AUTH_INSTANCE_PATH") or None
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     settings = load_settings(os.environ, test_config)
     resolve_secrets(settings, Path(app.instance_path))
 

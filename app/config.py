@@ -81,9 +81,7 @@ def resolve_secrets(settings: dict[str, Any], instance_path: Path) -> None:
     """
     env = settings["ENV"]
     if env not in ("production", "development", "testing"):
-        raise ConfigError(
-            f"{ENV_PREFIX}ENV={env!r} is invalid: use production, development or testing"
-        )
+        raise ConfigError(f"{ENV_PREFIX}ENV={env!r} is invalid: use production, development or testing")
 
     missing = [key for key in ("SECRET_KEY", "ENCRYPTION_KEYS") if not settings.get(key)]
     if missing and env == "production":

@@ -98,9 +98,7 @@ def find_credential(user: User, integration: Integration) -> Credential | None:
     )
 
 
-def start_authorization(
-    user: User, login_session: LoginSession, integration: Integration, display: str
-) -> str:
+def start_authorization(user: User, login_session: LoginSession, integration: Integration, display: str) -> str:
     """Store a new state and PKCE verifier and return the provider's authorization URL."""
     provider = integration.provider
     if provider.grant_type != GrantType.AUTHORIZATION_CODE or not provider.authorization_url:
@@ -122,45 +120,66 @@ def start_authorization(
     db.session.add(request)
     db.session.commit()
 
-    session = provider_session(provider, scope=integration.requested_scopes or None, redirect_uri=redirect_uri())
-    extra = {"code_challenge_method": "S256"} if code_verifier else {}
-    url, _ = session.create_authorization_url(
-        provider.authorization_url, state=state, code_verifier=code_verifier, **extra
+    session = provider_session(
+        provider,
+        scope=integration.requested_scopes or None,
+        redirect_uri=redirect_uri(),
+        code_challenge_method="S256" if code_verifier else None,
     )
+    url, _ = session.create_authorization_url(provider.authorization_url, state=state, code_verifier=code_verifier)
     log.info(
         "Authorization started: user %s, integration %s, provider %s",
-        user.id, integration.id, provider.name,
+        user.id,
+        integration.id,
+        provider.name,
     )
     return url
 
 
-def take_authorization_request(state: str | None, login_session: LoginSession) -> AuthorizationRequest:
+@dataclass(frozen=True)
+class PendingAuthorization:
+    """What the callback needs from a stored authorization request, read before deletion."""
+
+    integration: Integration
+    display: str
+    code_verifier: str | None
+
+
+def take_authorization_request(state: str | None, login_session: LoginSession) -> PendingAuthorization:
     """Find and delete the authorization request for ``state``; each state works once."""
     if not state:
         raise ConnectError("The provider's answer has no state. Start again from the dashboard.")
-    request = db.session.scalar(select(AuthorizationRequest).where(AuthorizationRequest.state_hash == hash_token(state)))
+    request = db.session.scalar(
+        select(AuthorizationRequest).where(AuthorizationRequest.state_hash == hash_token(state))
+    )
     if request is None:
-        raise ConnectError(
-            "This sign-in link was already used or is unknown. Start again from the dashboard."
-        )
+        raise ConnectError("This sign-in link was already used or is unknown. Start again from the dashboard.")
+
+    pending = PendingAuthorization(request.integration, request.display, request.code_verifier)
+    same_session = request.login_session_id == login_session.id
+    expired = request.expires_at <= utcnow()
     db.session.delete(request)
     db.session.commit()
 
-    if request.login_session_id != login_session.id:
+    if not same_session:
         log.warning("Callback state belongs to another login session: user %s", login_session.user_id)
         raise ConnectError("This sign-in was started in another session. Start again from the dashboard.")
-    if request.expires_at <= utcnow():
+    if expired:
         raise ConnectError(
-            "This sign-in took too long and expired. Start again from the dashboard.", request.integration
+            "This sign-in took too long and expired. Start again from the dashboard.", pending.integration
         )
-    return request
+    return pending
 
 
 def complete_authorization(
-    user: User, request: AuthorizationRequest, code: str | None, error: str | None, error_description: str | None
+    user: User,
+    pending: PendingAuthorization,
+    code: str | None,
+    error: str | None,
+    error_description: str | None,
 ) -> Credential:
     """Exchange the authorization code of a callback and store the tokens."""
-    integration = request.integration
+    integration = pending.integration
     provider = integration.provider
     if error:
         log.info("Authorization refused: user %s, integration %s, error %s", user.id, integration.id, error[:64])
@@ -179,16 +198,21 @@ def complete_authorization(
             provider.token_url,
             grant_type="authorization_code",
             code=code,
-            code_verifier=request.code_verifier,
+            code_verifier=pending.code_verifier,
         )
         token_set = parse_token_response(token)
     except (AuthlibBaseError, RequestException, ValueError, ProviderError) as exception:
-        failure = provider_error_from(exception, [code, provider.client_secret, request.code_verifier])
+        failure = provider_error_from(exception, [code, provider.client_secret, pending.code_verifier])
         log.warning(
             "Code exchange failed: user %s, integration %s, provider %s, error %s",
-            user.id, integration.id, provider.name, failure.error,
+            user.id,
+            integration.id,
+            provider.name,
+            failure.error,
         )
-        raise ConnectError(f"{provider.name} rejected the sign-in ({failure.message}). Try again.", integration) from None
+        raise ConnectError(
+            f"{provider.name} rejected the sign-in ({failure.message}). Try again.", integration
+        ) from None
 
     return store_tokens(user, integration, token_set)
 
@@ -205,15 +229,16 @@ def password_grant(user: User, integration: Integration, username: str, password
 
     session = provider_session(provider, scope=integration.requested_scopes or None)
     try:
-        token = session.fetch_token(
-            provider.token_url, grant_type="password", username=username, password=password
-        )
+        token = session.fetch_token(provider.token_url, grant_type="password", username=username, password=password)
         token_set = parse_token_response(token)
     except (AuthlibBaseError, RequestException, ValueError, ProviderError) as exception:
         failure = provider_error_from(exception, [password, provider.client_secret])
         log.info(
             "Password grant failed: user %s, integration %s, provider %s, error %s",
-            user.id, integration.id, provider.name, failure.error,
+            user.id,
+            integration.id,
+            provider.name,
+            failure.error,
         )
         raise ConnectError(_password_failure_message(provider.name, failure), integration) from None
 
@@ -268,6 +293,9 @@ def store_tokens(user: User, integration: Integration, token_set: TokenSet) -> C
 
     log.info(
         "Tokens stored: user %s, integration %s, provider %s, %s",
-        user.id, integration.id, integration.provider.name, "renewed" if renewing else "connected",
+        user.id,
+        integration.id,
+        integration.provider.name,
+        "renewed" if renewing else "connected",
     )
     return credential

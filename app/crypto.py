@@ -63,13 +63,11 @@ class Keyring:
                     "ID:BASE64KEY, where ID has 1-32 letters, digits, '-' or '_'"
                 )
             try:
-                key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
             except (binascii.Error, ValueError):
                 raise KeyConfigError(f"encryption key {key_id!r} is not valid base64") from None
             if len(key) != 32:
-                raise KeyConfigError(
-                    f"encryption key {key_id!r} has {len(key)} bytes, expected 32 (AES-256)"
-                )
+                raise KeyConfigError(f"encryption key {key_id!r} has {len(key)} bytes, expected 32 (AES-256)")
             if any(existing_id == key_id for existing_id, _ in keys):
                 raise KeyConfigError(f"encryption key id {key_id!r} is configured twice")
             keys.append((key_id, key))
@@ -96,13 +94,9 @@ class Keyring:
             raise DecryptionError(f"ciphertext was made by key {key_id!r}, which is not configured")
         try:
             raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-            plaintext = AESGCM(key).decrypt(
-                raw[:NONCE_SIZE], raw[NONCE_SIZE:], self._associated_data(key_id, context)
-            )
+            plaintext = AESGCM(key).decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], self._associated_data(key_id, context))
         except (binascii.Error, ValueError, InvalidTag):
-            raise DecryptionError(
-                f"ciphertext made by key {key_id!r} failed authentication for {context!r}"
-            ) from None
+            raise DecryptionError(f"ciphertext made by key {key_id!r} failed authentication for {context!r}") from None
         return plaintext.decode()
 
     @staticmethod

@@ -17,6 +17,9 @@ def format_datetime(value: datetime | None) -> Markup | str:
     return Markup('<time datetime="{}">{}</time>').format(escape(iso), value.strftime("%Y-%m-%d %H:%M UTC"))
 
 
+UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"))
+
+
 def relative(value: datetime | None, now: datetime | None = None) -> str:
     """Describe ``value`` relative to now: "in 59 minutes", "3 hours ago"."""
     if value is None:
@@ -24,12 +27,10 @@ def relative(value: datetime | None, now: datetime | None = None) -> str:
     seconds = int((value - (now or utcnow())).total_seconds())
     future = seconds >= 0
     seconds = abs(seconds)
-    for unit_seconds, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= unit_seconds:
-            count = seconds // unit_seconds
-            break
-    else:
+    matching = [(seconds // size, unit) for size, unit in UNITS if seconds >= size]
+    if not matching:
         return "in less than a minute" if future else "less than a minute ago"
+    count, unit = matching[0]
     label = f"{count} {unit}{'s' if count != 1 else ''}"
     return f"in {label}" if future else f"{label} ago"
 

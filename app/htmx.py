@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from flask import Response, request
+from flask import request
 
 
 @dataclass(frozen=True)
@@ -27,11 +26,3 @@ def htmx() -> HtmxDetails:
         trigger=headers.get("HX-Trigger"),
         boosted=headers.get("HX-Boosted") == "true",
     )
-
-
-def announce(response: Response, message: str, focus: str | None = None) -> Response:
-    """Ask the page to read ``message`` in its live region and move focus to ``focus``."""
-    response.headers["HX-Trigger-After-Settle"] = json.dumps(
-        {"personal-auth:announce": {"message": message, "focus": focus}}
-    )
-    return response

@@ -26,7 +26,9 @@ SECRET_PARAMETERS = (
 )
 
 _PARAMETER_PATTERN = re.compile(
-    r"(?P<name>\b(?:" + "|".join(SECRET_PARAMETERS) + r"))(?P<separator>=|\"\s*:\s*\"|'\s*:\s*')(?P<value>[^&\s\"',;]+)",
+    r"(?P<name>\b(?:"
+    + "|".join(SECRET_PARAMETERS)
+    + r"))(?P<separator>=|\"\s*:\s*\"|'\s*:\s*')(?P<value>[^&\s\"',;]+)",
     re.IGNORECASE,
 )
 _AUTHORIZATION_PATTERN = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)

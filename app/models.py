@@ -233,9 +233,7 @@ class Credential(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"), index=True)
     status: Mapped[CredentialStatus] = mapped_column(
         _enum(CredentialStatus, "credential_status"), default=CredentialStatus.ACTIVE
     )
@@ -331,9 +329,7 @@ class AuthorizationRequest(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    login_session_id: Mapped[int] = mapped_column(
-        ForeignKey("login_sessions.id", ondelete="CASCADE"), index=True
-    )
+    login_session_id: Mapped[int] = mapped_column(ForeignKey("login_sessions.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))
     code_verifier_ciphertext: Mapped[str | None] = mapped_column(Text)

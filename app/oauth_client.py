@@ -78,9 +78,7 @@ def provider_session(provider: Provider, **kwargs) -> OAuth2Session:
         default_timeout=(config["HTTP_CONNECT_TIMEOUT"], config["HTTP_READ_TIMEOUT"]),
         **kwargs,
     )
-    session.register_client_auth_method(
-        (ClientAuthMethod.CLIENT_SECRET_BASIC.value, encode_client_secret_basic)
-    )
+    session.register_client_auth_method((ClientAuthMethod.CLIENT_SECRET_BASIC.value, encode_client_secret_basic))
     session.register_compliance_hook("access_token_response", _normalize_token_response)
     session.register_compliance_hook("refresh_token_response", _normalize_token_response)
     return session
@@ -138,9 +136,7 @@ def parse_token_response(token: dict, now: datetime | None = None) -> TokenSet:
         refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
         access_token_expires_at=now + timedelta(seconds=expires_in) if expires_in and expires_in > 0 else None,
         refresh_token_expires_at=(
-            now + timedelta(seconds=refresh_expires_in)
-            if refresh_expires_in and refresh_expires_in > 0
-            else None
+            now + timedelta(seconds=refresh_expires_in) if refresh_expires_in and refresh_expires_in > 0 else None
         ),
         scope=normalize_scope(token.get("scope")),
     )

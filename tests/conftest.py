@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from app import create_app
@@ -24,9 +25,7 @@ from app.models import ROLE_ADMIN, ROLE_USER
 from app.registry import IntegrationInput, ProviderInput, save_integration, save_provider
 
 REQUIRE_ALL = os.environ.get("PERSONAL_AUTH_REQUIRE_ALL_TESTS") == "1"
-POSTGRES_URL = os.environ.get(
-    "PERSONAL_AUTH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("PERSONAL_AUTH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 #: The app's public URL in tests that use Flask's test client. Nothing listens there: the
 #: tests read the provider's redirect and hand its path to the test client.
 TEST_BASE_URL = "http://127.0.0.1:8765"
@@ -103,7 +102,10 @@ def reset_postgres(url: str) -> None:
         tables = [
             row[0]
             for row in connection.execute(
-                sa.text("select tablename from pg_tables where schemaname = 'public' and tablename not in ('alembic_version', 'roles')")
+                sa.text(
+                    "select tablename from pg_tables where schemaname = 'public' "
+                    "and tablename not in ('alembic_version', 'roles')"
+                )
             )
         ]
         if tables:
@@ -131,8 +133,21 @@ def app(database_url):
         db.engine.dispose()
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose requests each get a fresh app context, as in production.
+
+    The ``app`` fixture keeps an app context open for the test body; without this, every
+    request would share its ``g`` and database session.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def client(app):
+    app.test_client_class = IsolatedClient
     return app.test_client()
 
 
@@ -222,7 +237,7 @@ def make_integration(app):
 # Real authorization servers ----------------------------------------------------------
 
 OIDC_CLIENT_ID = "personal-auth-test"
-OIDC_CLIENT_SECRET = "oidc-client-secret+/:é-" + "s" * 16
+OIDC_CLIENT_SECRET = "oidc-client-secret-" + "s" * 32
 
 
 @pytest.fixture(scope="session")

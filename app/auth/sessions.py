@@ -26,9 +26,7 @@ login_manager.login_message_category = "info"
 
 @login_manager.user_loader
 def load_user(session_token: str) -> User | None:
-    login_session = db.session.scalar(
-        select(LoginSession).where(LoginSession.token_hash == hash_token(session_token))
-    )
+    login_session = db.session.scalar(select(LoginSession).where(LoginSession.token_hash == hash_token(session_token)))
     if login_session is None or login_session.expires_at <= utcnow():
         return None
     user = login_session.user

@@ -102,6 +102,4 @@ def finish(integration: Integration | None, display: str, message: str, succeede
         anchor = integration.dom_id if integration is not None else None
         return redirect(url_for("dashboard.index", _anchor=anchor), code=303)
     status = 200 if succeeded else 400
-    return render_template(
-        "connect/result.html", integration=integration, message=message, succeeded=succeeded
-    ), status
+    return render_template("connect/result.html", integration=integration, message=message, succeeded=succeeded), status

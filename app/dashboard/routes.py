@@ -6,7 +6,7 @@ from flask_login import current_user
 from app.auth.sessions import role_required
 from app.connections import card_for, dashboard_cards
 from app.dashboard import bp
-from app.htmx import announce, htmx
+from app.htmx import htmx
 from app.models import ROLE_USER
 from app.revocation import revoke_credential
 
@@ -24,14 +24,15 @@ def index():
 def sections():
     """Render both sections again, announcing where the card ``moved`` now sits."""
     mine, available = dashboard_cards(current_user)
-    response = render_sections(mine, available)
 
     moved_id = request.args.get("moved", type=int)
     moved = next((card for card in mine + available if card.integration.id == moved_id), None)
-    if moved is not None:
-        section = "My Integrations" if moved.is_mine else "Integrations I can use"
-        announce(response, f"{moved.integration.name} is now in {section}.", f"{moved.integration.dom_id}-name")
-    return response
+    if moved is None:
+        return render_sections(mine, available)
+    section = "My Integrations" if moved.is_mine else "Integrations I can use"
+    return render_sections(
+        mine, available, f"{moved.integration.name} is now in {section}.", f"{moved.integration.dom_id}-name"
+    )
 
 
 @bp.route("/integrations/<int:integration_id>/revoke", methods=["POST"])
@@ -53,8 +54,13 @@ def revoke(integration_id: int):
         flash(message, "success" if outcome.completed else "error")
         return redirect(url_for("dashboard.index"), code=303)
     mine, available = dashboard_cards(current_user)
-    return announce(render_sections(mine, available), message, f"{card.integration.dom_id}-name")
+    return render_sections(mine, available, message, f"{card.integration.dom_id}-name")
 
 
-def render_sections(mine, available):
-    return make_response(render_template("dashboard/_sections.html", mine=mine, available=available))
+def render_sections(mine, available, announcement: str | None = None, focus: str | None = None):
+    """Render both sections; the page reads ``announcement`` aloud and focuses ``focus`` after the swap."""
+    return make_response(
+        render_template(
+            "dashboard/_sections.html", mine=mine, available=available, announcement=announcement, focus=focus
+        )
+    )

@@ -51,19 +51,24 @@
     });
   }
 
-  document.addEventListener("personal-auth:announce", function (event) {
-    var detail = event.detail || {};
+  // After a swap of the sections, read the server's announcement in the live region
+  // and move focus to the card that moved.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var sections = document.getElementById("sections");
+    if (!sections || !sections.dataset.announce) {
+      return;
+    }
     var region = document.getElementById("announcer");
-    if (region && detail.message) {
+    var message = sections.dataset.announce;
+    delete sections.dataset.announce;
+    if (region) {
       // Clearing first makes screen readers read a repeated message again.
       region.textContent = "";
-      window.setTimeout(function () { region.textContent = detail.message; }, 100);
+      window.setTimeout(function () { region.textContent = message; }, 100);
     }
-    if (detail.focus) {
-      var target = document.getElementById(detail.focus);
-      if (target) {
-        target.focus();
-      }
+    var target = sections.dataset.focus && document.getElementById(sections.dataset.focus);
+    if (target) {
+      target.focus();
     }
   });
 })();
