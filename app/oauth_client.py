@@ -57,14 +57,33 @@ def encode_client_secret_basic(client, method, uri, headers, body):
 
 
 def _normalize_token_response(response: requests.Response) -> requests.Response:
-    """Turn a form-encoded or plain-text token response into JSON for Authlib."""
+    """Rewrite a token response into the JSON that Authlib expects.
+
+    Some providers answer with a form-encoded or plain-text body, and some send
+    ``expires_in`` as a string or as text that is not a number. Authlib 1.9 computes
+    ``expires_at`` with ``int(expires_in)`` and fails on such text, so a non-numeric
+    value is dropped here and the expiry counts as not stated.
+    """
     content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if content_type in ("application/x-www-form-urlencoded", "text/plain"):
-        text = response.text.strip()
-        if text and not text.startswith("{"):
-            fields = dict(parse_qsl(text, keep_blank_values=True))
-            response._content = json.dumps(fields).encode()
-            response.headers["Content-Type"] = "application/json"
+    text = response.text.strip()
+    if content_type in ("application/x-www-form-urlencoded", "text/plain") and text and not text.startswith("{"):
+        body: object = dict(parse_qsl(text, keep_blank_values=True))
+    else:
+        try:
+            body = response.json()
+        except ValueError:
+            return response
+    if not isinstance(body, dict):
+        return response
+
+    if "expires_in" in body:
+        seconds = _seconds(body["expires_in"])
+        if seconds is None:
+            del body["expires_in"]
+        else:
+            body["expires_in"] = seconds
+    response._content = json.dumps(body).encode()
+    response.headers["Content-Type"] = "application/json"
     return response
 
 
