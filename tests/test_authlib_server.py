@@ -276,7 +276,11 @@ def test_basic_auth_raw_utf8_accepted(server):
 
 def test_basic_auth_plus_not_space():
     # Form-urlencoding turns the space into "+", which Authlib does not decode back.
-    space_client = {"client_id": "space client", "client_secret": "a b", "token_endpoint_auth_method": "client_secret_basic"}
+    space_client = {
+        "client_id": "space client",
+        "client_secret": "a b",
+        "token_endpoint_auth_method": "client_secret_basic",
+    }
     form = {"grant_type": "password", "username": "alice", "password": "correct-password"}
 
     with PasswordGrantServer(clients=[space_client], users=USERS) as server:
@@ -298,9 +302,7 @@ def test_basic_auth_latin1_rejected(server):
     # requests.auth.HTTPBasicAuth encodes a str secret as Latin-1.
     form = {"grant_type": "password", "username": "alice", "password": "correct-password"}
 
-    response = requests.post(
-        server.token_endpoint, data=form, auth=("sn-client", SPECIAL_SECRET), timeout=TIMEOUT
-    )
+    response = requests.post(server.token_endpoint, data=form, auth=("sn-client", SPECIAL_SECRET), timeout=TIMEOUT)
 
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
@@ -317,7 +319,11 @@ def test_basic_auth_wrong_secret(server):
 
 
 def test_strict_basic_auth_encoding():
-    space_client = {"client_id": "space client", "client_secret": "a b+c", "token_endpoint_auth_method": "client_secret_basic"}
+    space_client = {
+        "client_id": "space client",
+        "client_secret": "a b+c",
+        "token_endpoint_auth_method": "client_secret_basic",
+    }
     form = {"grant_type": "password", "username": "alice", "password": "correct-password"}
 
     with PasswordGrantServer(clients=[BASIC_CLIENT, space_client], users=USERS, strict_basic_auth=True) as server:

@@ -103,9 +103,7 @@ class _Client(ClientMixin):
     def check_client_secret(self, client_secret: str) -> bool:
         # compare_digest rejects str arguments with non-ASCII characters,
         # so the secrets are compared as UTF-8 bytes.
-        return secrets.compare_digest(
-            client_secret.encode("utf-8"), self.client_secret.encode("utf-8")
-        )
+        return secrets.compare_digest(client_secret.encode("utf-8"), self.client_secret.encode("utf-8"))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.token_endpoint_auth_method
@@ -234,9 +232,15 @@ class _TokenStore:
 class _AuthlibServer(AuthorizationServer):
     """Authlib authorization server wired to the in-memory stores."""
 
-    def __init__(self, app: Flask, clients: Mapping[str, _Client], users: Mapping[str, str],
-                 token_store: _TokenStore, access_token_ttl: Callable[[], int],
-                 strict_basic_auth: bool):
+    def __init__(
+        self,
+        app: Flask,
+        clients: Mapping[str, _Client],
+        users: Mapping[str, str],
+        token_store: _TokenStore,
+        access_token_ttl: Callable[[], int],
+        strict_basic_auth: bool,
+    ):
         self.clients = clients
         self.users = users
         self.token_store = token_store
@@ -297,9 +301,7 @@ def _authenticate_client_secret_basic_strictly(query_client, oauth2_request):
     character as %XX) before they are joined with ":" and Base64-encoded.
     Credentials with raw reserved or non-ASCII characters do not authenticate.
     """
-    credentials = _decode_form_urlencoded_basic_credentials(
-        oauth2_request.headers.get("Authorization")
-    )
+    credentials = _decode_form_urlencoded_basic_credentials(oauth2_request.headers.get("Authorization"))
     if credentials is None:
         logger.info("Rejected client_secret_basic credentials that are not form-urlencoded UTF-8")
         return None
@@ -307,9 +309,7 @@ def _authenticate_client_secret_basic_strictly(query_client, oauth2_request):
     client_id, client_secret = credentials
     client = query_client(client_id)
     if client is None:
-        raise InvalidClientError(
-            status_code=401, description="The client does not exist on this server."
-        )
+        raise InvalidClientError(status_code=401, description="The client does not exist on this server.")
     if client.check_client_secret(client_secret):
         return client
     return None
@@ -493,9 +493,7 @@ class PasswordGrantServer:
         if self._http_server is not None:
             raise RuntimeError("PasswordGrantServer is already running. Call stop() before start().")
 
-        self._http_server = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietRequestHandler
-        )
+        self._http_server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietRequestHandler)
         self._thread = threading.Thread(
             target=self._http_server.serve_forever,
             kwargs={"poll_interval": 0.05},
