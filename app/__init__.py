@@ -44,6 +44,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     configure_logging(app)
 
+    from app import audit  # noqa: F401  (registers the audit model)
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIRECTORY))
     csrf.init_app(app)

@@ -16,6 +16,7 @@ from flask import current_app
 from requests import RequestException
 from sqlalchemy import and_, select
 
+from app import audit
 from app.extensions import db
 from app.models import (
     AuthorizationRequest,
@@ -184,6 +185,7 @@ def complete_authorization(
     if error:
         log.info("Authorization refused: user %s, integration %s, error %s", user.id, integration.id, error[:64])
         text = clean_provider_text(error, [])
+        _record_failure(user, integration, text)
         detail = clean_provider_text(error_description, [code])
         message = f"{provider.name} did not grant access ({text})."
         if detail:
@@ -210,6 +212,7 @@ def complete_authorization(
             provider.name,
             failure.error,
         )
+        _record_failure(user, integration, failure.message)
         raise ConnectError(
             f"{provider.name} rejected the sign-in ({failure.message}). Try again.", integration
         ) from None
@@ -240,6 +243,7 @@ def password_grant(user: User, integration: Integration, username: str, password
             provider.name,
             failure.error,
         )
+        _record_failure(user, integration, failure.message)
         raise ConnectError(_password_failure_message(provider.name, failure), integration) from None
 
     return store_tokens(user, integration, token_set)
@@ -252,6 +256,18 @@ def _password_failure_message(provider_name: str, failure: ProviderError) -> str
     if failure.error == "network_error":
         return f"{provider_name} could not be reached ({failure.description}). Try again later."
     return f"{provider_name} rejected the request ({failure.message})."
+
+
+def _record_failure(user: User, integration: Integration, detail: str) -> None:
+    audit.record(
+        "credential.connect",
+        audit.Outcome.FAILURE,
+        actor_user_id=user.id,
+        subject_user_id=user.id,
+        integration_id=integration.id,
+        provider_id=integration.provider_id,
+        detail=detail,
+    )
 
 
 def _check_not_pending(user: User, integration: Integration) -> None:
@@ -289,6 +305,15 @@ def store_tokens(user: User, integration: Integration, token_set: TokenSet) -> C
     credential.revocation_error = None
     credential.revocation_attempts = 0
     credential.revocation_attempted_at = None
+    audit.record(
+        "credential.renew" if renewing else "credential.connect",
+        actor_user_id=user.id,
+        subject_user_id=user.id,
+        integration_id=integration.id,
+        provider_id=integration.provider_id,
+        detail=f"granted scopes: {credential.granted_scopes}"[:200],
+        commit=False,
+    )
     db.session.commit()
 
     log.info(

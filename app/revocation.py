@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from authlib.common.errors import AuthlibBaseError
 from requests import RequestException
 
+from app import audit
 from app.extensions import db
 from app.models import Credential, CredentialStatus, utcnow
 from app.oauth_client import ProviderError, clean_provider_text, provider_error_from, provider_session
@@ -23,9 +24,10 @@ class RevocationOutcome:
     error: str = ""
 
 
-def revoke_credential(credential: Credential) -> RevocationOutcome:
+def revoke_credential(credential: Credential, actor_user_id: int | None = None) -> RevocationOutcome:
     """Stop using the credential at once, then revoke its tokens at the provider.
 
+    ``actor_user_id`` is the user who asked, for the audit trail; None means the system.
     The refresh token is revoked before the access token, each with its
     ``token_type_hint``, and a failure on one does not skip the other. A token the
     provider confirmed is dropped. If any revocation fails, the row stays in
@@ -37,8 +39,16 @@ def revoke_credential(credential: Credential) -> RevocationOutcome:
     integration = credential.integration
     provider = integration.provider
     ids = (credential.user_id, integration.id, provider.name)
+    event = {
+        "actor_user_id": actor_user_id,
+        "subject_user_id": credential.user_id,
+        "integration_id": integration.id,
+        "provider_id": provider.id,
+        "commit": False,
+    }
     if not provider.revocation_url:
         log.info("Credential deleted, provider has no revocation URL: user %s, integration %s, provider %s", *ids)
+        audit.record("credential.revoke", detail="provider has no revocation URL; deleted locally", **event)
         db.session.delete(credential)
         db.session.commit()
         return RevocationOutcome(completed=True)
@@ -61,16 +71,30 @@ def revoke_credential(credential: Credential) -> RevocationOutcome:
                 "Revocation of %s failed: user %s, integration %s, provider %s, error %s", hint, *ids, failure.error
             )
             errors.append(f"{hint.replace('_', ' ')}: {failure.message}")
+            audit.record(
+                "credential.revoke_at_provider",
+                audit.Outcome.FAILURE,
+                detail=failure.message,
+                token_type_hint=hint,
+                attempt=credential.revocation_attempts + 1,
+                **event,
+            )
             continue
         setattr(credential, hint, None)
+        audit.record(
+            "credential.revoke_at_provider", token_type_hint=hint, attempt=credential.revocation_attempts + 1, **event
+        )
         log.info("Revoked %s at provider: user %s, integration %s, provider %s", hint, *ids)
 
     credential.revocation_attempts += 1
     credential.revocation_attempted_at = utcnow()
     if not errors:
+        audit.record("credential.revoke", **event)
         db.session.delete(credential)
         db.session.commit()
         return RevocationOutcome(completed=True)
+
+    audit.record("credential.revoke", audit.Outcome.FAILURE, detail="revocation pending", **event)
 
     message = f"{provider.name} did not confirm the revocation ({'; '.join(errors)})."
     credential.revocation_error = message[:1000]

@@ -142,3 +142,26 @@ def test_no_revocation_url_deletes_locally(auth, password_integration, password_
     revoke(auth, password_integration)
     assert current_credential() is None
     assert password_server.requests == []
+
+
+def test_revocation_attempts_are_audited(auth, user, password_integration, password_server, connected):
+    from app.audit import AuditEvent
+
+    password_server.revocation_status = 503
+    revoke(auth, password_integration)
+    password_server.revocation_status = None
+    revoke(auth, password_integration)
+
+    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    trail = [(event.action, event.outcome, event.data.get("token_type_hint")) for event in events]
+    assert trail == [
+        ("credential.connect", "success", None),
+        ("credential.revoke_at_provider", "failure", "refresh_token"),
+        ("credential.revoke_at_provider", "failure", "access_token"),
+        ("credential.revoke", "failure", None),
+        ("credential.revoke_at_provider", "success", "refresh_token"),
+        ("credential.revoke_at_provider", "success", "access_token"),
+        ("credential.revoke", "success", None),
+    ]
+    assert {event.actor_user_id for event in events} == {user.id}
+    assert all(connected["access"] not in event.detail for event in events)

@@ -43,7 +43,7 @@ def revoke(integration_id: int):
     if card is None or card.credential is None:
         abort(404, description="You have no tokens for this integration.")
 
-    outcome = revoke_credential(card.credential)
+    outcome = revoke_credential(card.credential, actor_user_id=current_user.id)
 
     name = card.integration.name
     if outcome.completed:
