@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from flask_login import UserMixin
-from sqlalchemy import Boolean, DateTime, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -173,6 +173,23 @@ class Provider(db.Model):
     client_auth_method: Mapped[ClientAuthMethod] = mapped_column(
         _enum(ClientAuthMethod, "client_auth_method"), default=ClientAuthMethod.CLIENT_SECRET_BASIC
     )
+    #: Issuer identifier from discovery metadata; when set, an ``iss`` parameter on the
+    #: authorization response must equal it (RFC 9207).
+    issuer: Mapped[str | None] = mapped_column(String(2000))
+    #: Extra query parameters for the authorization request, such as
+    #: ``{"access_type": "offline", "prompt": "consent"}``.
+    extra_authorization_params: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    #: Separator of the ``scope`` value in requests; most providers use a space.
+    scope_separator: Mapped[str] = mapped_column(String(4), default=" ")
+    #: Access token lifetime in seconds assumed when a token response has no ``expires_in``;
+    #: None means the token does not expire until refreshed or revoked.
+    default_token_lifetime: Mapped[int | None] = mapped_column(Integer)
+    #: Whether the provider issues a new refresh token on every refresh; None if unknown.
+    refresh_token_rotates: Mapped[bool | None] = mapped_column(Boolean)
+    #: How tokens are revoked: ``rfc7009`` or the name of a revocation adapter.
+    revocation_method: Mapped[str] = mapped_column(String(40), default="rfc7009")
+    #: Key of the catalog template the provider was created from, if any.
+    catalog_key: Mapped[str | None] = mapped_column(String(60))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     integrations: Mapped[list[Integration]] = relationship(back_populates="provider")
