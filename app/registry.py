@@ -9,9 +9,14 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import ClientAuthMethod, GrantType, Integration, IntegrationType, Provider
+from app.models import ClientAuthMethod, Credential, GrantType, Integration, IntegrationType, Provider
 
 log = logging.getLogger(__name__)
+
+#: Length of the URL and scope columns of providers and integrations.
+MAX_URL_LENGTH = 2000
+MAX_SCOPES_LENGTH = 2000
+MAX_CLIENT_ID_LENGTH = 500
 
 
 class ValidationError(ValueError):
@@ -29,6 +34,8 @@ def validate_url(value: str | None, required: bool) -> str | None:
         if required:
             raise ValueError("is required")
         return None
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"is too long: use at most {MAX_URL_LENGTH} characters")
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"{value!r} is not an absolute http(s) URL")
@@ -75,12 +82,16 @@ def _validate_provider(data: ProviderInput, existing: Provider | None) -> dict:
     client_id = data.client_id.strip()
     if not client_id:
         data.error("client_id", "Client ID is required.")
+    elif len(client_id) > MAX_CLIENT_ID_LENGTH:
+        data.error("client_id", f"Client ID is too long: use at most {MAX_CLIENT_ID_LENGTH} characters.")
     values["client_id"] = client_id
 
     try:
         values["grant_type"] = GrantType(data.grant_type)
     except ValueError:
-        data.error("grant_type", f"Grant type {data.grant_type!r} is not supported: use authorization_code or password.")
+        data.error(
+            "grant_type", f"Grant type {data.grant_type!r} is not supported: use authorization_code or password."
+        )
     try:
         values["client_auth_method"] = ClientAuthMethod(data.client_auth_method)
     except ValueError:
@@ -91,21 +102,22 @@ def _validate_provider(data: ProviderInput, existing: Provider | None) -> dict:
         )
 
     needs_authorization_url = values.get("grant_type") == GrantType.AUTHORIZATION_CODE
-    for name_, required in (
-        ("authorization_url", needs_authorization_url),
-        ("token_url", True),
-        ("revocation_url", False),
+    for name_, label, required in (
+        ("authorization_url", "Authorization URL", needs_authorization_url),
+        ("token_url", "Token URL", True),
+        ("revocation_url", "Revocation URL", False),
     ):
         try:
             values[name_] = validate_url(getattr(data, name_), required)
         except ValueError as error:
-            label = name_.replace("_", " ").replace("url", "URL").capitalize()
             if str(error) == "is required" and name_ == "authorization_url":
                 data.error(name_, "Authorization URL is required for the authorization_code grant.")
             else:
                 data.error(name_, f"{label} {error}.")
 
     values["default_scopes"] = " ".join(data.default_scopes.split())
+    if len(values["default_scopes"]) > MAX_SCOPES_LENGTH:
+        data.error("default_scopes", f"Default scopes are too long: use at most {MAX_SCOPES_LENGTH} characters.")
     values["use_pkce"] = bool(data.use_pkce)
 
     secret = data.client_secret
@@ -171,6 +183,9 @@ def save_integration(data: IntegrationInput, existing: Integration | None = None
         api_base_url = validate_url(data.api_base_url, required=False)
     except ValueError as error:
         data.error("api_base_url", f"API base URL {error}.")
+    scopes = " ".join((data.scopes or "").split())
+    if len(scopes) > MAX_SCOPES_LENGTH:
+        data.error("scopes", f"Scopes are too long: use at most {MAX_SCOPES_LENGTH} characters.")
     if data.errors:
         raise ValidationError(data.errors)
 
@@ -178,7 +193,6 @@ def save_integration(data: IntegrationInput, existing: Integration | None = None
     integration.name = name
     integration.description = data.description.strip()
     integration.provider = provider
-    scopes = " ".join((data.scopes or "").split())
     integration.scopes = scopes or None
     integration.integration_type = integration_type
     integration.api_base_url = api_base_url
@@ -188,6 +202,80 @@ def save_integration(data: IntegrationInput, existing: Integration | None = None
     db.session.commit()
     log.info(
         "Integration %s: integration %s (%s), provider %s",
-        "updated" if existing else "created", integration.id, integration.name, provider.id,
+        "updated" if existing else "created",
+        integration.id,
+        integration.name,
+        provider.id,
     )
     return integration
+
+
+class InUseError(ValueError):
+    """A provider or integration cannot be deleted while other rows still use it."""
+
+
+def list_providers() -> list[Provider]:
+    return list(db.session.scalars(select(Provider).order_by(func.lower(Provider.name))))
+
+
+def list_integrations() -> list[Integration]:
+    return list(db.session.scalars(select(Integration).order_by(func.lower(Integration.name))))
+
+
+def find_provider_by_name(name: str) -> Provider | None:
+    """Return the provider named ``name``, ignoring case as the uniqueness check does."""
+    return db.session.scalar(select(Provider).where(func.lower(Provider.name) == name.strip().lower()))
+
+
+def provider_delete_blocker(provider: Provider) -> str | None:
+    """Return why ``provider`` cannot be deleted, or None when nothing uses it."""
+    names = sorted(integration.name for integration in provider.integrations)
+    if not names:
+        return None
+    return (
+        f"Provider {provider.name!r} is used by the integrations {', '.join(names)}. "
+        "Delete those integrations or move them to another provider first."
+    )
+
+
+def delete_provider(provider: Provider) -> None:
+    """Delete ``provider``, or raise InUseError while an integration uses it."""
+    blocker = provider_delete_blocker(provider)
+    if blocker:
+        raise InUseError(blocker)
+
+    provider_id, name = provider.id, provider.name
+    db.session.delete(provider)
+    db.session.commit()
+    log.info("Provider deleted: provider %s (%s)", provider_id, name)
+
+
+def integration_delete_blocker(integration: Integration) -> str | None:
+    """Return why ``integration`` cannot be deleted, or None when no user has tokens for it.
+
+    Deleting the row would drop the stored tokens without revoking them, so they would
+    stay valid at the provider until they expire.
+    """
+    count = db.session.scalar(
+        select(func.count()).select_from(Credential).where(Credential.integration_id == integration.id)
+    )
+    if not count:
+        return None
+    users = "1 user" if count == 1 else f"{count} users"
+    return (
+        f"Integration {integration.name!r} still stores tokens of {users}. Deleting it would leave those "
+        f"tokens valid at {integration.provider.name}. Ask the users to revoke it on their dashboard first, "
+        "and keep it enabled until they have, because a disabled integration is hidden from the dashboard."
+    )
+
+
+def delete_integration(integration: Integration) -> None:
+    """Delete ``integration``, or raise InUseError while a user has tokens for it."""
+    blocker = integration_delete_blocker(integration)
+    if blocker:
+        raise InUseError(blocker)
+
+    integration_id, name = integration.id, integration.name
+    db.session.delete(integration)
+    db.session.commit()
+    log.info("Integration deleted: integration %s (%s)", integration_id, name)

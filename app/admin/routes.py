@@ -1,11 +1,250 @@
-from flask import render_template
+"""Admin pages. Each view parses a form, calls one function of app.registry or
+app.accounts, then renders the page again (422 on invalid input) or redirects with 303."""
 
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+
+from app.accounts import MIN_PASSWORD_LENGTH, AccountError, create_user, list_users, update_user
 from app.admin import bp
+from app.admin.forms import ConfirmDeleteForm, EditUserForm, IntegrationForm, NewUserForm, ProviderForm
 from app.auth.sessions import role_required
-from app.models import ROLE_ADMIN
+from app.connections import redirect_uri
+from app.extensions import db
+from app.models import ROLE_ADMIN, Integration, IntegrationType, Provider, User
+from app.registry import (
+    InUseError,
+    ValidationError,
+    delete_integration,
+    delete_provider,
+    integration_delete_blocker,
+    list_integrations,
+    list_providers,
+    provider_delete_blocker,
+    save_integration,
+    save_provider,
+)
+
+
+def get_or_404(model: type[db.Model], row_id: int):
+    row = db.session.get(model, row_id)
+    if row is None:
+        abort(404, description=f"There is no {model.__name__.lower()} with id {row_id}. It may have been deleted.")
+    return row
+
+
+def show_errors(form: FlaskForm, errors: dict[str, list[str]]) -> None:
+    """Put each message next to the field it names, and messages for unknown names above the form."""
+    for name, messages in errors.items():
+        if name in form:
+            form[name].errors = [*form[name].errors, *messages]
+        else:
+            form.form_errors.extend(messages)
+
+
+def show_account_error(form: FlaskForm, error: AccountError) -> None:
+    """Show an AccountError, a lower-case phrase that also suits the CLI, as a sentence."""
+    message = str(error)
+    show_errors(form, {error.field or "": [message[:1].upper() + message[1:] + "."]})
+
+
+def render_form(template: str, form: FlaskForm, **context):
+    """Render a form page: 422 when a submitted form comes back with errors."""
+    status = 422 if form.is_submitted() else 200
+    return render_template(template, form=form, **context), status
+
+
+def see_other(endpoint: str, **values):
+    return redirect(url_for(endpoint, **values), code=303)
 
 
 @bp.route("/")
 @role_required(ROLE_ADMIN)
 def index():
-    return render_template("admin/index.html")
+    """Link to each admin area with its row count."""
+    count = func.count()
+    counts = {
+        "providers": db.session.scalar(select(count).select_from(Provider)),
+        "personal": db.session.scalar(select(count).where(Integration.integration_type == IntegrationType.PERSONAL)),
+        "system": db.session.scalar(select(count).where(Integration.integration_type == IntegrationType.SYSTEM)),
+        "users": db.session.scalar(select(count).select_from(User)),
+    }
+    return render_template("admin/index.html", counts=counts)
+
+
+# Providers ---------------------------------------------------------------------------
+
+
+@bp.route("/providers")
+@role_required(ROLE_ADMIN)
+def providers():
+    return render_template("admin/providers.html", providers=list_providers())
+
+
+@bp.route("/providers/new", methods=["GET", "POST"])
+@role_required(ROLE_ADMIN)
+def new_provider():
+    form = ProviderForm()
+    if form.validate_on_submit():
+        try:
+            provider = save_provider(form.to_input())
+        except ValidationError as error:
+            show_errors(form, error.errors)
+        else:
+            flash(f"Provider {provider.name} is created.", "success")
+            return see_other("admin.providers")
+    return render_form("admin/provider_form.html", form, provider=None, redirect_uri=redirect_uri())
+
+
+@bp.route("/providers/<int:provider_id>/edit", methods=["GET", "POST"])
+@role_required(ROLE_ADMIN)
+def edit_provider(provider_id: int):
+    provider = get_or_404(Provider, provider_id)
+    form = ProviderForm(data=ProviderForm.stored_values(provider))
+    if form.validate_on_submit():
+        try:
+            save_provider(form.to_input(), existing=provider)
+        except ValidationError as error:
+            show_errors(form, error.errors)
+        else:
+            flash(f"Provider {provider.name} is saved.", "success")
+            return see_other("admin.providers")
+    return render_form("admin/provider_form.html", form, provider=provider, redirect_uri=redirect_uri())
+
+
+@bp.route("/providers/<int:provider_id>/delete", methods=["GET", "POST"])
+@role_required(ROLE_ADMIN)
+def confirm_delete_provider(provider_id: int):
+    """Ask before deleting a provider. POST deletes it unless an integration uses it."""
+    provider = get_or_404(Provider, provider_id)
+    form = ConfirmDeleteForm()
+    context = {
+        "kind": "provider",
+        "name": provider.name,
+        "cancel_url": url_for("admin.edit_provider", provider_id=provider.id),
+        "consequence": "Its client ID and client secret are removed from Personal Auth.",
+    }
+    if form.validate_on_submit():
+        try:
+            delete_provider(provider)
+        except InUseError as error:
+            return render_template("admin/confirm_delete.html", form=form, blocker=str(error), **context), 409
+        flash(f"Provider {context['name']} is deleted.", "success")
+        return see_other("admin.providers")
+    blocker = provider_delete_blocker(provider)
+    return render_template("admin/confirm_delete.html", form=form, blocker=blocker, **context)
+
+
+# Integrations ------------------------------------------------------------------------
+
+
+@bp.route("/integrations")
+@role_required(ROLE_ADMIN)
+def integrations():
+    return render_template("admin/integrations.html", integrations=list_integrations())
+
+
+@bp.route("/integrations/new", methods=["GET", "POST"])
+@role_required(ROLE_ADMIN)
+def new_integration():
+    form = IntegrationForm(list_providers())
+    if form.validate_on_submit():
+        try:
+            integration = save_integration(form.to_input())
+        except ValidationError as error:
+            show_errors(form, error.errors)
+        else:
+            flash(f"Integration {integration.name} is created.", "success")
+            return see_other("admin.integrations")
+    return render_form("admin/integration_form.html", form, integration=None)
+
+
+@bp.route("/integrations/<int:integration_id>/edit", methods=["GET", "POST"])
+@role_required(ROLE_ADMIN)
+def edit_integration(integration_id: int):
+    integration = get_or_404(Integration, integration_id)
+    form = IntegrationForm(list_providers(), data=IntegrationForm.stored_values(integration))
+    if form.validate_on_submit():
+        try:
+            save_integration(form.to_input(), existing=integration)
+        except ValidationError as error:
+            show_errors(form, error.errors)
+        else:
+            flash(f"Integration {integration.name} is saved.", "success")
+            return see_other("admin.integrations")
+    return render_form("admin/integration_form.html", form, integration=integration)
+
+
+@bp.route("/integrations/<int:integration_id>/delete", methods=["GET", "POST"])
+@role_required(ROLE_ADMIN)
+def confirm_delete_integration(integration_id: int):
+    """Ask before deleting an integration. POST deletes it unless a user has tokens for it."""
+    integration = get_or_404(Integration, integration_id)
+    form = ConfirmDeleteForm()
+    context = {
+        "kind": "integration",
+        "name": integration.name,
+        "cancel_url": url_for("admin.edit_integration", integration_id=integration.id),
+        "consequence": "Users can no longer connect it, and services can no longer use it.",
+    }
+    if form.validate_on_submit():
+        try:
+            delete_integration(integration)
+        except InUseError as error:
+            return render_template("admin/confirm_delete.html", form=form, blocker=str(error), **context), 409
+        flash(f"Integration {context['name']} is deleted.", "success")
+        return see_other("admin.integrations")
+    blocker = integration_delete_blocker(integration)
+    return render_template("admin/confirm_delete.html", form=form, blocker=blocker, **context)
+
+
+# Users -------------------------------------------------------------------------------
+
+
+@bp.route("/users")
+@role_required(ROLE_ADMIN)
+def users():
+    return render_template("admin/users.html", users=list_users())
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@role_required(ROLE_ADMIN)
+def new_user():
+    form = NewUserForm()
+    if form.validate_on_submit():
+        try:
+            user = create_user(
+                form.username.data or "",
+                form.password.data or "",
+                roles=form.roles.data or [],
+                display_name=form.display_name.data or "",
+                email=form.email.data,
+            )
+        except AccountError as error:
+            show_account_error(form, error)
+        else:
+            flash(f"User {user.username} is created.", "success")
+            return see_other("admin.users")
+    return render_form("admin/user_form.html", form, user=None, min_password_length=MIN_PASSWORD_LENGTH)
+
+
+@bp.route("/users/<int:user_id>/edit", methods=["GET", "POST"])
+@role_required(ROLE_ADMIN)
+def edit_user(user_id: int):
+    user = get_or_404(User, user_id)
+    form = EditUserForm(data=EditUserForm.stored_values(user))
+    if form.validate_on_submit():
+        try:
+            update_user(user, form.to_changes(), acting_user=current_user)
+        except AccountError as error:
+            show_account_error(form, error)
+        else:
+            flash(f"User {user.username} is saved.", "success")
+            return see_other("admin.users")
+    is_self = user.id == current_user.id
+    return render_form(
+        "admin/user_form.html", form, user=user, is_self=is_self, min_password_length=MIN_PASSWORD_LENGTH
+    )
