@@ -16,7 +16,7 @@ from flask import current_app
 from requests import RequestException
 from sqlalchemy import and_, select
 
-from app import audit
+from app import audit, groups
 from app.extensions import db
 from app.models import (
     AuthorizationRequest,
@@ -75,6 +75,7 @@ def dashboard_cards(user: User) -> tuple[list[Card], list[Card]]:
     """Return the cards of *My Integrations* and *Integrations I can use*, in one query."""
     rows = db.session.execute(
         personal_integrations_query()
+        .where(groups.visible_to(user))
         .add_columns(Credential)
         .outerjoin(
             Credential,
@@ -87,7 +88,11 @@ def dashboard_cards(user: User) -> tuple[list[Card], list[Card]]:
 
 
 def card_for(user: User, integration_id: int) -> Card | None:
-    integration = db.session.scalar(personal_integrations_query().where(Integration.id == integration_id))
+    # A user outside the integration's groups gets None, as for an unknown id, so every
+    # connect and revoke route answers 404 without revealing that the integration exists.
+    integration = db.session.scalar(
+        personal_integrations_query().where(Integration.id == integration_id, groups.visible_to(user))
+    )
     if integration is None:
         return None
     return Card(integration, find_credential(user, integration))
@@ -139,7 +144,7 @@ def start_authorization(user: User, login_session: LoginSession, integration: In
 
 @dataclass(frozen=True)
 class PendingAuthorization:
-    """What the callback needs from a stored authorization request, read before deletion."""
+    """The parts of a stored authorization request that the callback needs, read before deletion."""
 
     integration: Integration
     display: str
@@ -149,7 +154,7 @@ class PendingAuthorization:
 def take_authorization_request(state: str | None, login_session: LoginSession) -> PendingAuthorization:
     """Find and delete the authorization request for ``state``; each state works once."""
     if not state:
-        raise ConnectError("The provider's answer has no state. Start again from the dashboard.")
+        raise ConnectError("The provider's response has no state parameter. Start again from the dashboard.")
     request = db.session.scalar(
         select(AuthorizationRequest).where(AuthorizationRequest.state_hash == hash_token(state))
     )
@@ -183,7 +188,7 @@ def complete_authorization(
     integration = pending.integration
     provider = integration.provider
     if error:
-        log.info("Authorization refused: user %s, integration %s, error %s", user.id, integration.id, error[:64])
+        log.info("Authorization denied: user %s, integration %s, error %s", user.id, integration.id, error[:64])
         text = clean_provider_text(error, [])
         _record_failure(user, integration, text)
         detail = clean_provider_text(error_description, [code])

@@ -106,7 +106,7 @@ def test_wrong_state_stores_nothing(client, signed_in, oidc_integration):
 def test_missing_state_rejected(client, signed_in, oidc_integration):
     response = client.get("/oauth/callback?code=abc")
     assert response.status_code == 400
-    assert "has no state" in response.get_data(as_text=True)
+    assert "has no state parameter" in response.get_data(as_text=True)
 
 
 def test_state_from_other_session_rejected(app, client, auth, signed_in, make_user, oidc_integration):
