@@ -45,18 +45,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     configure_logging(app)
 
     from app import audit  # noqa: F401  (registers the audit model)
+    from app import api_keys  # noqa: F401  (registers the API key models)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIRECTORY))
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from app import admin, auth, connect, dashboard, errors, filters, security
+    from app import admin, api, auth, connect, dashboard, errors, filters, security
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(connect.bp)
     app.register_blueprint(admin.bp, url_prefix="/admin")
+    app.register_blueprint(api.bp, url_prefix="/api/v1")
+    # The token API authenticates with bearer API keys, never with the session cookie.
+    csrf.exempt(api.bp)
     errors.register(app)
     security.register(app)
     filters.register(app)
