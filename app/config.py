@@ -37,12 +37,37 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_READ_TIMEOUT": 15.0,
     #: Minutes before expiry from which a card shows "expiring soon".
     "EXPIRING_SOON_MINUTES": 60,
+    #: Seconds before an access token expires from which it is refreshed, on demand
+    #: and by ``flask tokens refresh-due``.
+    "REFRESH_MARGIN": 300,
+    #: Seconds after a refresh during which the token is not refreshed again, whatever
+    #: its expiry says, so that a provider that issues short-lived tokens causes no loop.
+    "REFRESH_MIN_INTERVAL": 60,
+    #: Attempts at the token endpoint within one refresh when the provider is unreachable
+    #: or answers HTTP 5xx; the pause between them starts at REFRESH_RETRY_DELAY seconds
+    #: and doubles.
+    "REFRESH_ATTEMPTS": 3,
+    "REFRESH_RETRY_DELAY": 0.5,
+    #: Seconds the background job waits before it retries a failed refresh or revocation
+    #: of one credential; the wait doubles with every failure up to RETRY_BACKOFF_MAX.
+    "RETRY_BACKOFF_BASE": 60,
+    "RETRY_BACKOFF_MAX": 6 * 3600,
     #: Log level of the app's own loggers.
     "LOG_LEVEL": "INFO",
+    #: Whether admins may enter plain ``http`` URLs for loopback hosts (127.0.0.1, ::1,
+    #: localhost). Unset means true in development and testing, false in production.
+    "ALLOW_HTTP_LOOPBACK": None,
+    #: Whether provider and API URLs may point to private, loopback or other non-public
+    #: addresses, such as an on-premises ServiceNow or Keycloak.
+    "ALLOW_PRIVATE_NETWORKS": True,
 }
 
 INTEGER_KEYS = {"AUTHORIZATION_REQUEST_TTL", "LOGIN_SESSION_TTL", "EXPIRING_SOON_MINUTES"}
-FLOAT_KEYS = {"HTTP_CONNECT_TIMEOUT", "HTTP_READ_TIMEOUT"}
+INTEGER_KEYS |= {"REFRESH_MARGIN", "REFRESH_MIN_INTERVAL", "REFRESH_ATTEMPTS"}
+INTEGER_KEYS |= {"RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX"}
+FLOAT_KEYS = {"HTTP_CONNECT_TIMEOUT", "HTTP_READ_TIMEOUT", "REFRESH_RETRY_DELAY"}
+BOOLEAN_KEYS = {"ALLOW_HTTP_LOOPBACK", "ALLOW_PRIVATE_NETWORKS"}
+BOOLEAN_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class ConfigError(RuntimeError):
@@ -59,6 +84,8 @@ def load_settings(environ: dict[str, str] | os._Environ, overrides: dict[str, An
         settings[key] = _convert(key, value)
     if overrides:
         settings.update(overrides)
+    if settings["ALLOW_HTTP_LOOPBACK"] is None:
+        settings["ALLOW_HTTP_LOOPBACK"] = settings["ENV"] in ("development", "testing")
     return settings
 
 
@@ -70,6 +97,10 @@ def _convert(key: str, value: str) -> Any:
             return float(value)
     except ValueError:
         raise ConfigError(f"{ENV_PREFIX}{key}={value!r} is not a number") from None
+    if key in BOOLEAN_KEYS:
+        if value.strip().lower() not in BOOLEAN_VALUES:
+            raise ConfigError(f"{ENV_PREFIX}{key}={value!r} is invalid: use true or false")
+        return BOOLEAN_VALUES[value.strip().lower()]
     return value
 
 

@@ -128,11 +128,16 @@ def start_authorization(user: User, login_session: LoginSession, integration: In
 
     session = provider_session(
         provider,
-        scope=integration.requested_scopes or None,
+        scope=provider.scope_separator.join(integration.requested_scopes.split()) or None,
         redirect_uri=redirect_uri(),
         code_challenge_method="S256" if code_verifier else None,
     )
-    url, _ = session.create_authorization_url(provider.authorization_url, state=state, code_verifier=code_verifier)
+    url, _ = session.create_authorization_url(
+        provider.authorization_url,
+        state=state,
+        code_verifier=code_verifier,
+        **(provider.extra_authorization_params or {}),
+    )
     log.info(
         "Authorization started: user %s, integration %s, provider %s",
         user.id,
@@ -183,10 +188,12 @@ def complete_authorization(
     code: str | None,
     error: str | None,
     error_description: str | None,
+    iss: str | None = None,
 ) -> Credential:
-    """Exchange the authorization code of a callback and store the tokens."""
+    """Check the issuer of a callback, exchange its authorization code and store the tokens."""
     integration = pending.integration
     provider = integration.provider
+    _check_issuer(user, integration, iss)
     if error:
         log.info("Authorization denied: user %s, integration %s, error %s", user.id, integration.id, error[:64])
         text = clean_provider_text(error, [])
@@ -223,6 +230,38 @@ def complete_authorization(
         ) from None
 
     return store_tokens(user, integration, token_set)
+
+
+def _check_issuer(user: User, integration: Integration, iss: str | None) -> None:
+    """Reject an authorization response whose ``iss`` differs from the provider's issuer (RFC 9207).
+
+    This stops a mix-up attack, where a response from one authorization server is
+    replayed to the callback of another. A provider without a stored issuer cannot be
+    checked; one whose metadata promises the parameter must send it.
+    """
+    provider = integration.provider
+    if not provider.issuer:
+        return
+    if iss is None:
+        if not provider.issuer_parameter_required:
+            return
+        message = (
+            f"The answer has no iss parameter, but {provider.name} announces one in its metadata. "
+            "Start again from the dashboard; if this repeats, ask an admin to check the provider."
+        )
+    elif iss != provider.issuer:
+        message = (
+            f"The answer came from the issuer {clean_provider_text(iss, [])!r}, but {provider.name} is "
+            f"{provider.issuer!r}. Start again from the dashboard; if this repeats, ask an admin to check the provider."
+        )
+    else:
+        return
+    log.warning(
+        "Authorization response issuer mismatch: user %s, integration %s, provider %s", user.id, integration.id,
+        provider.name,
+    )
+    _record_failure(user, integration, "authorization response issuer mismatch")
+    raise ConnectError(message, integration)
 
 
 def password_grant(user: User, integration: Integration, username: str, password: str) -> Credential:
@@ -303,6 +342,9 @@ def store_tokens(user: User, integration: Integration, token_set: TokenSet) -> C
     credential.access_token = token_set.access_token
     credential.token_type = token_set.token_type
     credential.access_token_expires_at = token_set.access_token_expires_at
+    lifetime = integration.provider.default_token_lifetime
+    if token_set.access_token_expires_at is None and lifetime:
+        credential.access_token_expires_at = now + timedelta(seconds=lifetime)
     if token_set.refresh_token is not None:
         credential.refresh_token = token_set.refresh_token
         credential.refresh_token_expires_at = token_set.refresh_token_expires_at
@@ -310,6 +352,9 @@ def store_tokens(user: User, integration: Integration, token_set: TokenSet) -> C
     credential.revocation_error = None
     credential.revocation_attempts = 0
     credential.revocation_attempted_at = None
+    credential.refresh_attempts = 0
+    credential.next_refresh_attempt_at = None
+    credential.refresh_error = None
     audit.record(
         "credential.renew" if renewing else "credential.connect",
         actor_user_id=user.id,

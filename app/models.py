@@ -69,6 +69,24 @@ class CredentialStatus(enum.StrEnum):
     #: The user asked to revoke, and the provider has not confirmed yet. The tokens are
     #: kept only to retry the revocation and are never handed out.
     REVOCATION_PENDING = "revocation_pending"
+    #: The provider rejected the refresh token for good (``invalid_grant`` and the like).
+    #: The tokens are never handed out, and the user must connect again.
+    NEEDS_RECONNECT = "needs_reconnect"
+
+
+class CredentialState(enum.StrEnum):
+    """What a dashboard card shows, derived from the status and the token expiry times."""
+
+    ACTIVE = "active"
+    EXPIRING_SOON = "expiring_soon"
+    NEEDS_RECONNECT = "needs_reconnect"
+    REVOCATION_PENDING = "revocation_pending"
+    #: Both tokens expired; the card is back under *Integrations I can use*.
+    EXPIRED = "expired"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
 
 
 def _enum(enum_class: type[enum.Enum], name: str) -> Enum:
@@ -96,8 +114,43 @@ class Role(db.Model):
     name: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+group_members = db.Table(
+    "group_members",
+    db.Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    db.Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+#: Groups whose members may use an integration; an integration without rows here is open
+#: to every personal_auth_user.
+integration_groups = db.Table(
+    "integration_groups",
+    db.Column("integration_id", ForeignKey("integrations.id", ondelete="CASCADE"), primary_key=True),
+    db.Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Group(db.Model):
+    """A named set of users, such as a team, that integrations can be limited to."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Also the value matched against the identity provider's groups claim at sign-in.
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    members: Mapped[list[User]] = relationship(
+        secondary=group_members, back_populates="groups", order_by="User.username"
+    )
+    integrations: Mapped[list[Integration]] = relationship(
+        secondary=integration_groups, back_populates="allowed_groups", order_by="Integration.name"
+    )
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("sso_issuer", "sso_subject", name="uq_users_sso_identity"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
@@ -107,7 +160,12 @@ class User(UserMixin, db.Model):
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    #: Issuer and ``sub`` of the single sign-on identity; None for a local account.
+    sso_issuer: Mapped[str | None] = mapped_column(String(500))
+    sso_subject: Mapped[str | None] = mapped_column(String(255))
+
     roles: Mapped[list[Role]] = relationship(secondary=user_roles, lazy="selectin")
+    groups: Mapped[list[Group]] = relationship(secondary=group_members, back_populates="members", order_by="Group.name")
 
     #: Raw id of the login session this object was loaded for; Flask-Login stores it in
     #: the cookie through ``get_id``.
@@ -130,6 +188,11 @@ class User(UserMixin, db.Model):
     @property
     def label(self) -> str:
         return self.display_name or self.username
+
+    @property
+    def is_sso(self) -> bool:
+        """Whether the user signs in through the identity provider, which then sets their groups."""
+        return self.sso_subject is not None
 
     def get_id(self) -> str | None:
         return self.login_session_token
@@ -190,6 +253,9 @@ class Provider(db.Model):
     revocation_method: Mapped[str] = mapped_column(String(40), default="rfc7009")
     #: Key of the catalog template the provider was created from, if any.
     catalog_key: Mapped[str | None] = mapped_column(String(60))
+    #: Whether an authorization response without ``iss`` is rejected, because the
+    #: provider's metadata has ``authorization_response_iss_parameter_supported: true``.
+    issuer_parameter_required: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     integrations: Mapped[list[Integration]] = relationship(back_populates="provider")
@@ -231,6 +297,10 @@ class Integration(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     provider: Mapped[Provider] = relationship(back_populates="integrations", lazy="joined")
+    #: Only members of these groups see and connect the integration; empty means everyone.
+    allowed_groups: Mapped[list[Group]] = relationship(
+        secondary=integration_groups, back_populates="integrations", order_by="Group.name"
+    )
 
     @property
     def requested_scopes(self) -> str:
@@ -266,6 +336,14 @@ class Credential(db.Model):
     revocation_error: Mapped[str | None] = mapped_column(String(1000))
     revocation_attempts: Mapped[int] = mapped_column(Integer, default=0)
     revocation_attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the refresh token grant last succeeded.
+    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Refresh failures in a row; reset by a successful refresh or a new connection.
+    refresh_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The background job does not try to refresh again before this time.
+    next_refresh_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The last refresh failure, cleaned of secrets and safe to show.
+    refresh_error: Mapped[str | None] = mapped_column(String(1000))
 
     user: Mapped[User] = relationship()
     integration: Mapped[Integration] = relationship()
@@ -317,9 +395,12 @@ class Credential(db.Model):
         """Whether the card sits under *My Integrations*.
 
         A credential waiting for revocation stays there too, so that the user sees that
-        something may still be live at the provider.
+        something may still be live at the provider, and so does one that needs a
+        reconnect, so that the user sees what to repair.
         """
-        return self.status == CredentialStatus.REVOCATION_PENDING or self.is_usable(now)
+        if self.status in (CredentialStatus.REVOCATION_PENDING, CredentialStatus.NEEDS_RECONNECT):
+            return True
+        return self.is_usable(now)
 
     @property
     def expires_at(self) -> datetime | None:
@@ -333,6 +414,22 @@ class Credential(db.Model):
         expires_at = self.expires_at
         margin = timedelta(minutes=current_app.config["EXPIRING_SOON_MINUTES"])
         return expires_at is not None and expires_at - now <= margin
+
+    @property
+    def state(self) -> CredentialState:
+        """The state a dashboard card shows for this credential now."""
+        return self.state_at()
+
+    def state_at(self, now: datetime | None = None) -> CredentialState:
+        if self.status == CredentialStatus.REVOCATION_PENDING:
+            return CredentialState.REVOCATION_PENDING
+        if self.status == CredentialStatus.NEEDS_RECONNECT:
+            return CredentialState.NEEDS_RECONNECT
+        if not self.is_usable(now):
+            return CredentialState.EXPIRED
+        if self.is_expiring_soon(now):
+            return CredentialState.EXPIRING_SOON
+        return CredentialState.ACTIVE
 
 
 class AuthorizationRequest(db.Model):

@@ -135,11 +135,13 @@ def normalize_scope(scope: object) -> str | None:
     return " ".join(item for item in items if item)
 
 
-def parse_token_response(token: dict, now: datetime | None = None) -> TokenSet:
+def parse_token_response(token: dict, now: datetime | None = None, default_lifetime: int | None = None) -> TokenSet:
     """Validate a token endpoint response and compute absolute expiry times.
 
     ``expires_in`` may be a number or a string. A missing, zero or negative value means
-    the provider did not say, so the expiry is left unknown rather than already passed.
+    the provider did not say: the access token then lives ``default_lifetime`` seconds
+    (the provider's ``default_token_lifetime``), or has no known expiry when that is
+    None, rather than counting as already expired.
     """
     now = now or utcnow()
     access_token = token.get("access_token")
@@ -147,6 +149,8 @@ def parse_token_response(token: dict, now: datetime | None = None) -> TokenSet:
         raise ProviderError("invalid_response", "the token response has no access_token")
 
     expires_in = _seconds(token.get("expires_in"))
+    if (expires_in is None or expires_in <= 0) and default_lifetime:
+        expires_in = default_lifetime
     refresh_expires_in = _seconds(token.get("refresh_token_expires_in", token.get("refresh_expires_in")))
     refresh_token = token.get("refresh_token")
     return TokenSet(
