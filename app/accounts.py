@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import ROLE_ADMIN, ROLE_USER, ROLES, LoginSession, Role, User, hash_token
+from app.offboarding import CredentialRevocation, revoke_all_for_user
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,17 @@ def set_roles(user: User, role_names: list[str] | tuple[str, ...], acting_user: 
     return user
 
 
-def set_enabled(user: User, enabled: bool, acting_user: User | None = None) -> User:
-    """Activate or deactivate ``user``. Deactivating also ends their login sessions."""
+def set_enabled(
+    user: User,
+    enabled: bool,
+    acting_user: User | None = None,
+    revocations: list[CredentialRevocation] | None = None,
+) -> User:
+    """Activate or deactivate ``user``.
+
+    Deactivating also ends their login sessions and revokes each of their credentials at
+    the provider; the outcome per credential is appended to ``revocations`` when given.
+    """
     _check_own_account(user, acting_user, [role.name for role in user.roles], enabled)
 
     user.is_enabled = enabled
@@ -160,6 +170,10 @@ def set_enabled(user: User, enabled: bool, acting_user: User | None = None) -> U
         _end_login_sessions(user)
     db.session.commit()
     log.info("User %s: user %s", "activated" if enabled else "deactivated", user.id)
+    if not enabled:
+        results = revoke_all_for_user(user, actor_user_id=acting_user.id if acting_user else None)
+        if revocations is not None:
+            revocations.extend(results)
     return user
 
 
@@ -186,11 +200,17 @@ class UserChanges:
     password: str | None = None
 
 
-def update_user(user: User, changes: UserChanges, acting_user: User | None = None) -> User:
+def update_user(
+    user: User,
+    changes: UserChanges,
+    acting_user: User | None = None,
+    revocations: list[CredentialRevocation] | None = None,
+) -> User:
     """Apply ``changes`` to ``user`` after checking every value, so nothing is saved on AccountError.
 
     ``acting_user`` cannot remove their own admin role or deactivate themselves. A new
-    password or a deactivation signs ``user`` out of their other browsers.
+    password or a deactivation signs ``user`` out of their other browsers. A deactivated
+    user's credentials are revoked as in ``set_enabled``.
     """
     display_name = clean_display_name(changes.display_name)
     email = clean_email(changes.email)
@@ -216,6 +236,10 @@ def update_user(user: User, changes: UserChanges, acting_user: User | None = Non
         user.is_enabled,
         bool(changes.password),
     )
+    if not user.is_enabled:
+        results = revoke_all_for_user(user, actor_user_id=acting_user.id if acting_user else None)
+        if revocations is not None:
+            revocations.extend(results)
     return user
 
 

@@ -29,6 +29,7 @@ from app.accounts import (
     set_password,
     set_roles,
 )
+from app.api_keys_cli import api_keys_cli
 from app.crypto import generate_key, generate_key_id
 from app.models import ROLE_ADMIN, ROLE_USER, ROLES, User
 from app.registry import (
@@ -58,6 +59,7 @@ keys_cli = AppGroup("keys", help="Generate encryption and session keys.")
 def register_commands(app: Flask) -> None:
     for group in (users_cli, providers_cli, integrations_cli, keys_cli):
         app.cli.add_command(group)
+    app.cli.add_command(api_keys_cli)
 
 
 # Output helpers ------------------------------------------------------------------------
@@ -226,11 +228,20 @@ def set_roles_command(username: str, roles: tuple[str, ...]) -> None:
 @users_cli.command("deactivate")
 @click.argument("username")
 def deactivate_command(username: str) -> None:
-    """Stop USERNAME from signing in and end their login sessions."""
+    """Stop USERNAME from signing in, end their login sessions and revoke their tokens.
+
+    Prints the outcome per integration. Exits with status 1 when a provider did not
+    confirm a revocation; that credential stays in revocation pending.
+    """
     user = require_user(username)
-    set_enabled(user, False)
+    revocations: list = []
+    set_enabled(user, False, revocations=revocations)
     click.echo(f"User {user.username!r} is deactivated and signed out.")
+    for revocation in revocations:
+        click.echo(revocation.summary)
     warn_if_no_admin()
+    if any(not revocation.outcome.completed for revocation in revocations):
+        raise SystemExit(1)
 
 
 @users_cli.command("activate")

@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     EmailField,
+    IntegerField,
     PasswordField,
     SelectChoice,
     SelectField,
@@ -15,11 +16,14 @@ from wtforms import (
     TextAreaField,
     URLField,
 )
+from wtforms.validators import Optional
+from wtforms.validators import ValidationError as WTFormsValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.accounts import UserChanges
 from app.models import ROLE_ADMIN, ROLE_USER, ClientAuthMethod, GrantType, Integration, IntegrationType, Provider, User
 from app.registry import IntegrationInput, ProviderInput
+from app.revocation_adapters import ADAPTERS
 
 GRANT_TYPE_CHOICES = [
     SelectChoice(GrantType.AUTHORIZATION_CODE.value, "authorization_code: users sign in at the provider"),
@@ -35,10 +39,38 @@ INTEGRATION_TYPE_CHOICES = [
     SelectChoice(IntegrationType.PERSONAL.value, "Personal: users connect their own account on the dashboard"),
     SelectChoice(IntegrationType.SYSTEM.value, "System: not shown on the dashboard"),
 ]
+SCOPE_SEPARATOR_CHOICES = [
+    SelectChoice(" ", "space: scope=read write (the standard)"),
+    SelectChoice(",", "comma: scope=read,write (Slack)"),
+]
+ROTATION_CHOICES = [
+    SelectChoice("", "unknown"),
+    SelectChoice("yes", "yes: every refresh returns a new refresh token"),
+    SelectChoice("no", "no: the refresh token stays the same"),
+]
+REVOCATION_CHOICES = [
+    SelectChoice("rfc7009", "rfc7009: the standard revocation endpoint"),
+    SelectChoice("none", "none: the provider cannot revoke; tokens are only deleted here"),
+    *(SelectChoice(name, f"{name}: the {name} revocation adapter") for name in ADAPTERS),
+]
 ROLE_CHOICES = [
     SelectChoice(ROLE_USER, "personal_auth_user: uses the dashboard"),
     SelectChoice(ROLE_ADMIN, "admin: manages providers, integrations and users"),
 ]
+
+
+def parse_parameter_lines(text: str) -> dict[str, str]:
+    """Read ``name=value`` lines into a dict; lines without ``=`` are left to the form validator."""
+    params = {}
+    for line in text.splitlines():
+        name, separator, value = line.partition("=")
+        if separator:
+            params[name.strip()] = value.strip()
+    return params
+
+
+def format_parameter_lines(params: dict[str, str]) -> str:
+    return "\n".join(f"{name}={value}" for name, value in params.items())
 
 
 def optional_int(value: object) -> int | None:
@@ -68,11 +100,33 @@ class ProviderForm(FlaskForm):
     grant_type = SelectField("Grant type", choices=GRANT_TYPE_CHOICES, validate_choice=False)
     use_pkce = BooleanField("Use PKCE (S256)", default=True)
     client_auth_method = SelectField("Client authentication", choices=CLIENT_AUTH_CHOICES, validate_choice=False)
+    issuer = URLField("Issuer (optional)")
+    issuer_parameter_required = BooleanField("Require the iss parameter on authorization responses")
+    extra_authorization_params = TextAreaField("Extra authorization parameters (optional)")
+    scope_separator = SelectField("Scope separator", choices=SCOPE_SEPARATOR_CHOICES, validate_choice=False)
+    default_token_lifetime = IntegerField("Default token lifetime in seconds (optional)", validators=[Optional()])
+    refresh_token_rotates = SelectField(
+        "Refresh tokens rotate", choices=ROTATION_CHOICES, validate_choice=False, default=""
+    )
+    revocation_method = SelectField("Revocation method", choices=REVOCATION_CHOICES, validate_choice=False)
+
+    def validate_extra_authorization_params(self, field: TextAreaField) -> None:
+        for number, line in enumerate((field.data or "").splitlines(), start=1):
+            if line.strip() and "=" not in line:
+                raise WTFormsValidationError(f"Line {number} has no '=': write one name=value per line.")
 
     @staticmethod
     def stored_values(provider: Provider) -> dict:
         """Return the provider's values to fill the edit form, without the client secret."""
+        rotates = provider.refresh_token_rotates
         return {
+            "issuer": provider.issuer,
+            "issuer_parameter_required": provider.issuer_parameter_required,
+            "extra_authorization_params": format_parameter_lines(provider.extra_authorization_params or {}),
+            "scope_separator": provider.scope_separator,
+            "default_token_lifetime": provider.default_token_lifetime,
+            "refresh_token_rotates": "" if rotates is None else ("yes" if rotates else "no"),
+            "revocation_method": provider.revocation_method,
             "name": provider.name,
             "client_id": provider.client_id,
             "authorization_url": provider.authorization_url,
@@ -96,6 +150,13 @@ class ProviderForm(FlaskForm):
             use_pkce=self.use_pkce.data,
             client_auth_method=self.client_auth_method.data or "",
             client_secret=self.client_secret.data or None,
+            issuer=self.issuer.data,
+            issuer_parameter_required=self.issuer_parameter_required.data,
+            extra_authorization_params=parse_parameter_lines(self.extra_authorization_params.data or ""),
+            scope_separator=self.scope_separator.data or " ",
+            default_token_lifetime=self.default_token_lifetime.data,
+            refresh_token_rotates={"yes": True, "no": False}.get(self.refresh_token_rotates.data or ""),
+            revocation_method=self.revocation_method.data or "rfc7009",
         )
 
 
@@ -107,6 +168,8 @@ class IntegrationForm(FlaskForm):
     integration_type = SelectField("Type", choices=INTEGRATION_TYPE_CHOICES, validate_choice=False)
     api_base_url = URLField("API base URL (optional)")
     is_enabled = BooleanField("Enabled", default=True)
+    #: Choices are set by the view from the stored groups.
+    allowed_groups = MultiCheckboxField("Allowed groups", coerce=int, validate_choice=False)
 
     def __init__(self, providers: list[Provider], **kwargs):
         super().__init__(**kwargs)
@@ -124,6 +187,7 @@ class IntegrationForm(FlaskForm):
             "integration_type": integration.integration_type.value,
             "api_base_url": integration.api_base_url,
             "is_enabled": integration.is_enabled,
+            "allowed_groups": [group.id for group in integration.allowed_groups],
         }
 
     def to_input(self) -> IntegrationInput:
@@ -152,6 +216,8 @@ class EditUserForm(FlaskForm):
     roles = MultiCheckboxField("Roles", choices=ROLE_CHOICES, validate_choice=False)
     is_enabled = BooleanField("Account enabled")
     password = PasswordField("New password (optional)")
+    #: Choices are set by the view from the stored groups.
+    groups = MultiCheckboxField("Groups", coerce=int, validate_choice=False)
 
     @staticmethod
     def stored_values(user: User) -> dict:
@@ -160,6 +226,7 @@ class EditUserForm(FlaskForm):
             "email": user.email,
             "roles": [role.name for role in user.roles],
             "is_enabled": user.is_enabled,
+            "groups": [group.id for group in user.groups],
         }
 
     def to_changes(self) -> UserChanges:

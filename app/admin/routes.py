@@ -7,6 +7,7 @@ from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
+from wtforms import SelectChoice
 
 from app.accounts import MIN_PASSWORD_LENGTH, AccountError, create_user, list_users, update_user
 from app.admin import bp
@@ -14,7 +15,9 @@ from app.admin.forms import ConfirmDeleteForm, EditUserForm, IntegrationForm, Ne
 from app.auth.sessions import role_required
 from app.connections import redirect_uri
 from app.extensions import db
+from app.groups import GroupError, groups_with_ids, list_groups, set_integration_groups, set_user_groups
 from app.models import ROLE_ADMIN, Integration, IntegrationType, Provider, User
+from app.offboarding import CredentialRevocation
 from app.registry import (
     InUseError,
     ValidationError,
@@ -27,6 +30,16 @@ from app.registry import (
     save_integration,
     save_provider,
 )
+
+
+def sentence(error: Exception) -> str:
+    """Turn a lower-case error phrase, as the CLI prints it, into a sentence for a form."""
+    message = str(error)
+    return message[:1].upper() + message[1:] + "."
+
+
+def group_choices() -> list[SelectChoice]:
+    return [SelectChoice(group.id, group.name) for group in list_groups()]
 
 
 def get_or_404(model: type[db.Model], row_id: int):
@@ -151,12 +164,17 @@ def integrations():
 @role_required(ROLE_ADMIN)
 def new_integration():
     form = IntegrationForm(list_providers())
+    form.allowed_groups.choices = group_choices()
     if form.validate_on_submit():
         try:
+            allowed_groups = groups_with_ids(form.allowed_groups.data or [])
             integration = save_integration(form.to_input())
+        except GroupError as error:
+            show_errors(form, {"allowed_groups": [sentence(error)]})
         except ValidationError as error:
             show_errors(form, error.errors)
         else:
+            set_integration_groups(integration, allowed_groups, actor_user_id=current_user.id)
             flash(f"Integration {integration.name} is created.", "success")
             return see_other("admin.integrations")
     return render_form("admin/integration_form.html", form, integration=None)
@@ -167,12 +185,17 @@ def new_integration():
 def edit_integration(integration_id: int):
     integration = get_or_404(Integration, integration_id)
     form = IntegrationForm(list_providers(), data=IntegrationForm.stored_values(integration))
+    form.allowed_groups.choices = group_choices()
     if form.validate_on_submit():
         try:
+            allowed_groups = groups_with_ids(form.allowed_groups.data or [])
             save_integration(form.to_input(), existing=integration)
+        except GroupError as error:
+            show_errors(form, {"allowed_groups": [sentence(error)]})
         except ValidationError as error:
             show_errors(form, error.errors)
         else:
+            set_integration_groups(integration, allowed_groups, actor_user_id=current_user.id)
             flash(f"Integration {integration.name} is saved.", "success")
             return see_other("admin.integrations")
     return render_form("admin/integration_form.html", form, integration=integration)
@@ -236,13 +259,21 @@ def new_user():
 def edit_user(user_id: int):
     user = get_or_404(User, user_id)
     form = EditUserForm(data=EditUserForm.stored_values(user))
+    form.groups.choices = group_choices()
     if form.validate_on_submit():
+        revocations: list[CredentialRevocation] = []
         try:
-            update_user(user, form.to_changes(), acting_user=current_user)
+            groups = groups_with_ids(form.groups.data or [])
+            update_user(user, form.to_changes(), acting_user=current_user, revocations=revocations)
+        except GroupError as error:
+            show_errors(form, {"groups": [sentence(error)]})
         except AccountError as error:
             show_account_error(form, error)
         else:
+            set_user_groups(user, groups, actor_user_id=current_user.id)
             flash(f"User {user.username} is saved.", "success")
+            for revocation in revocations:
+                flash(revocation.summary, "success" if revocation.outcome.completed else "error")
             return see_other("admin.users")
     is_self = user.id == current_user.id
     return render_form(
