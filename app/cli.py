@@ -42,6 +42,7 @@ from app.registry import (
     save_integration,
     save_provider,
 )
+from app.tokens_cli import tokens_cli
 
 NEW_USER_PASSWORD_VARIABLE = "PERSONAL_AUTH_NEW_USER_PASSWORD"
 ADMIN_PASSWORD_VARIABLE = "PERSONAL_AUTH_ADMIN_PASSWORD"
@@ -60,6 +61,7 @@ def register_commands(app: Flask) -> None:
     for group in (users_cli, providers_cli, integrations_cli, keys_cli):
         app.cli.add_command(group)
     app.cli.add_command(api_keys_cli)
+    app.cli.add_command(tokens_cli)
 
 
 # Output helpers ------------------------------------------------------------------------

@@ -101,6 +101,23 @@ def refresh_credential(credential_id: int, source: str, skip_locked: bool = Fals
     The session's pending changes are committed, or rolled back on a database error,
     together with the refresh.
     """
+    credential, _ = _claim(credential_id, source, skip_locked, respect_backoff=False)
+    return credential
+
+
+def claim_and_refresh(
+    credential_id: int, source: str, skip_locked: bool = False, respect_backoff: bool = False
+) -> bool:
+    """Refresh like ``refresh_credential`` and return whether this call sent the refresh.
+
+    With ``respect_backoff``, a credential whose next attempt after a failure is still
+    in the future is left alone, as the background job requires.
+    """
+    _, refreshed = _claim(credential_id, source, skip_locked, respect_backoff)
+    return refreshed
+
+
+def _claim(credential_id: int, source: str, skip_locked: bool, respect_backoff: bool) -> tuple[Credential | None, bool]:
     try:
         rows = lock_rows(select(Credential).where(Credential.id == credential_id), skip_locked=skip_locked)
     except SQLAlchemyError as error:
@@ -109,17 +126,19 @@ def refresh_credential(credential_id: int, source: str, skip_locked: bool = Fals
         raise RefreshError("the credential is busy in another worker; try again in a few seconds", False) from None
     if not rows:
         db.session.commit()
-        return None
+        return None, False
 
     credential = rows[0]
     if credential.status == CredentialStatus.NEEDS_RECONNECT:
         db.session.commit()
         raise RefreshError(_reconnect_message(credential), permanent=True)
-    if not needs_refresh(credential):
+    now = utcnow()
+    waiting = respect_backoff and credential.next_refresh_attempt_at is not None
+    if not needs_refresh(credential, now) or (waiting and credential.next_refresh_attempt_at > now):
         # Another worker refreshed while this one waited for the lock, or nothing is due.
         db.session.commit()
-        return credential
-    return _refresh_locked(credential, source)
+        return credential, False
+    return _refresh_locked(credential, source), True
 
 
 def _refresh_locked(credential: Credential, source: str) -> Credential:
