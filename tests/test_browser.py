@@ -221,6 +221,7 @@ def test_keyboard_revoke_keeps_focus(page, live_app, password_server):
     popup.get_by_label("Password").fill(PROVIDER_PASSWORD)
     popup.get_by_label("Password").press("Enter")
     popup.wait_for_event("close")
+    expect(page.locator("#announcer")).to_have_text("Service Desk is now in My Integrations.")
 
     revoke = mine(page).get_by_role("button", name="Revoke Service Desk")
     revoke.focus()
