@@ -20,11 +20,11 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import create_app  # noqa: E402
-from app.accounts import create_user  # noqa: E402
-from app.extensions import db  # noqa: E402
-from app.models import ROLE_USER, Credential, utcnow  # noqa: E402
-from app.registry import IntegrationInput, ProviderInput, save_integration, save_provider  # noqa: E402
+from app import create_app
+from app.accounts import create_user
+from app.extensions import db
+from app.models import ROLE_USER, Credential, utcnow
+from app.registry import IntegrationInput, ProviderInput, save_integration, save_provider
 
 PASSWORD = "benchmark password"
 REPEATS = 20
