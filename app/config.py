@@ -60,6 +60,28 @@ DEFAULTS: dict[str, Any] = {
     #: Whether provider and API URLs may point to private, loopback or other non-public
     #: addresses, such as an on-premises ServiceNow or Keycloak.
     "ALLOW_PRIVATE_NETWORKS": True,
+    #: Issuer URL of the OpenID Connect identity provider for single sign-on, such as
+    #: ``https://login.example.com/realms/staff``. Its discovery document is read from
+    #: ``<SSO_ISSUER>/.well-known/openid-configuration``. Unset turns single sign-on off.
+    "SSO_ISSUER": None,
+    #: Client ID and client secret of the app at the identity provider. The redirect URI
+    #: to register there is ``<BASE_URL>/auth/sso/callback``.
+    "SSO_CLIENT_ID": None,
+    "SSO_CLIENT_SECRET": None,
+    #: Scopes requested at sign-in, separated by spaces; ``openid`` is required.
+    "SSO_SCOPES": "openid profile email groups",
+    #: ID token or userinfo claim that lists the user's groups.
+    "SSO_GROUPS_CLAIM": "groups",
+    #: Roles granted by identity provider groups, as ``group=role`` pairs separated by
+    #: commas, for example ``personal-auth-users=personal_auth_user,personal-auth-admins=admin``.
+    #: The roles named here follow the claim at every sign-in. Empty means that roles are
+    #: set by admins only, and a new single sign-on user starts with personal_auth_user.
+    "SSO_ROLE_MAP": "",
+    #: Whether the first single sign-on of an unknown user creates their account; when
+    #: false, an admin must have created it before.
+    "SSO_AUTO_CREATE_USERS": True,
+    #: Name of the identity provider on the sign-in button: "Sign in with <SSO_NAME>".
+    "SSO_NAME": "company account",
 }
 
 INTEGER_KEYS = {"AUTHORIZATION_REQUEST_TTL", "LOGIN_SESSION_TTL", "EXPIRING_SOON_MINUTES"}
@@ -67,6 +89,7 @@ INTEGER_KEYS |= {"REFRESH_MARGIN", "REFRESH_MIN_INTERVAL", "REFRESH_ATTEMPTS"}
 INTEGER_KEYS |= {"RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX"}
 FLOAT_KEYS = {"HTTP_CONNECT_TIMEOUT", "HTTP_READ_TIMEOUT", "REFRESH_RETRY_DELAY"}
 BOOLEAN_KEYS = {"ALLOW_HTTP_LOOPBACK", "ALLOW_PRIVATE_NETWORKS"}
+BOOLEAN_KEYS |= {"SSO_AUTO_CREATE_USERS"}
 BOOLEAN_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 

@@ -113,6 +113,24 @@ def reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+#: Address that the test resolver gives every host name: TEST-NET-1 (RFC 5737), which
+#: is reserved for documentation and routes nowhere.
+TEST_NET_ADDRESS = "192.0.2.10"
+
+
+@pytest.fixture(autouse=True)
+def offline_resolver(monkeypatch):
+    """Answer the URL policy's host name lookups without DNS, so no test looks up a real name."""
+    import ipaddress
+
+    from app import url_policy
+
+    def resolve(hostname: str):
+        return [ipaddress.ip_address(TEST_NET_ADDRESS)]
+
+    monkeypatch.setattr(url_policy, "resolve_host", resolve)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
@@ -238,6 +256,9 @@ def make_integration(app):
 
 OIDC_CLIENT_ID = "personal-auth-test"
 OIDC_CLIENT_SECRET = "oidc-client-secret-" + "s" * 32
+#: The app's own client registration for single sign-on, separate from the provider one.
+SSO_CLIENT_ID = "personal-auth-sso"
+SSO_CLIENT_SECRET = "sso-client-secret-" + "s" * 32
 
 
 @pytest.fixture(scope="session")
@@ -265,7 +286,17 @@ def oidc_server(live_port):
                 ],
                 "token_endpoint_auth_method": "client_secret_basic",
                 "grant_types": ["authorization_code", "refresh_token"],
-            }
+            },
+            {
+                "client_id": SSO_CLIENT_ID,
+                "client_secret": SSO_CLIENT_SECRET,
+                "redirect_uris": [
+                    f"{TEST_BASE_URL}/auth/sso/callback",
+                    f"http://127.0.0.1:{live_port}/auth/sso/callback",
+                ],
+                "token_endpoint_auth_method": "client_secret_basic",
+                "grant_types": ["authorization_code"],
+            },
         ],
         access_token_ttl=3600,
     )
@@ -328,3 +359,42 @@ def password_integration(password_server, make_provider, make_integration):
         default_scopes="useraccount",
     )
     return make_integration("Service Desk", provider, description="Tickets on the other instance.")
+
+
+# Single sign-on -----------------------------------------------------------------------
+
+
+def sso_config(oidc_server, **overrides) -> dict:
+    """Settings that make oidc-provider the app's identity provider."""
+    config = {
+        "SSO_ISSUER": oidc_server.issuer,
+        "SSO_CLIENT_ID": SSO_CLIENT_ID,
+        "SSO_CLIENT_SECRET": SSO_CLIENT_SECRET,
+        "SSO_ROLE_MAP": "personal-auth-users=personal_auth_user,personal-auth-admins=admin",
+        "SSO_NAME": "Test IdP",
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def sso_settings(request, oidc_server) -> dict:
+    """Settings of ``sso_app``; parametrize it indirectly with a dict of overrides."""
+    return sso_config(oidc_server, **getattr(request, "param", {}))
+
+
+@pytest.fixture
+def sso_app(database_url, oidc_server, sso_settings):
+    """The app with single sign-on at oidc-provider; user groups are reset after the test."""
+    app = create_app(base_config(database_url, **sso_settings))
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+    oidc_server.set_user_groups({})
+
+
+@pytest.fixture
+def sso_client(sso_app):
+    sso_app.test_client_class = IsolatedClient
+    return sso_app.test_client()

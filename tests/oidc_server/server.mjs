@@ -9,11 +9,21 @@
 //   OIDC_REFRESH_TOKEN_TTL  refresh token lifetime in seconds (default 86400)
 //   OIDC_EXTRA_SCOPES       space-separated scopes accepted in addition to the
 //                           built-in list below (optional)
+//   OIDC_USER_GROUPS_FILE   path of a JSON object that maps a login to the list
+//                           of its groups, e.g. {"alice": ["sales"]}; read again
+//                           for every claims request, so a test can change it
+//                           while the server runs (optional)
+//   OIDC_USER_GROUPS        the same JSON object inline, used when no file is
+//                           given (optional)
+//
+// The groups scope releases a "groups" claim: the login's list, or [] if the
+// login is not in the map.
 //
 // On success it prints exactly one line, "READY <issuer>", on stdout. All
 // diagnostics go to stderr. SIGTERM and SIGINT close the listener and exit 0.
 
 import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import process from 'node:process';
 
 import Provider from 'oidc-provider';
@@ -22,7 +32,7 @@ const LISTEN_HOST = '127.0.0.1';
 
 // Scopes the app sends: the OIDC ones plus provider-style API scopes that an
 // admin may configure for a connection.
-const BUILT_IN_SCOPES = ['openid', 'offline_access', 'profile', 'email', 'repo', 'read', 'write'];
+const BUILT_IN_SCOPES = ['openid', 'offline_access', 'profile', 'email', 'groups', 'repo', 'read', 'write'];
 
 // The devInteractions pages and the default error pages import a web font
 // from fonts.googleapis.com (oidc-provider 9.13.3, lib/views/layout.js and
@@ -141,17 +151,42 @@ function generateJwks() {
   };
 }
 
+function parseUserGroups(raw, source) {
+  let groups;
+  try {
+    groups = JSON.parse(raw);
+  } catch (error) {
+    throw new Error(`${source} is not valid JSON: ${error.message}`);
+  }
+  if (groups === null || typeof groups !== 'object' || Array.isArray(groups)) {
+    throw new Error(`${source} must be a JSON object that maps a login to a list of groups`);
+  }
+  return groups;
+}
+
+// Groups of each login. A file is read at every call so that tests can change
+// a user's groups between two sign-ins.
+function readUserGroups() {
+  const path = process.env.OIDC_USER_GROUPS_FILE;
+  if (path) {
+    return parseUserGroups(readFileSync(path, 'utf8'), `OIDC_USER_GROUPS_FILE ${path}`);
+  }
+  return parseUserGroups(process.env.OIDC_USER_GROUPS || '{}', 'environment variable OIDC_USER_GROUPS');
+}
+
 // Any login is accepted by devInteractions and becomes the account id.
 async function findAccount(_ctx, accountId) {
   return {
     accountId,
     async claims() {
+      const groups = readUserGroups()[accountId];
       return {
         sub: accountId,
         name: accountId,
         preferred_username: accountId,
         email: `${accountId}@example.test`,
         email_verified: true,
+        groups: Array.isArray(groups) ? groups : [],
       };
     },
   };
@@ -171,6 +206,7 @@ function buildProvider(config) {
       openid: ['sub'],
       profile: ['name', 'preferred_username'],
       email: ['email', 'email_verified'],
+      groups: ['groups'],
     },
     cookies: {
       // Default names (_session, _interaction, _interaction_resume and their
@@ -239,6 +275,11 @@ async function validateClients(provider, clients) {
 
 async function main() {
   const config = readConfiguration();
+  try {
+    readUserGroups();
+  } catch (error) {
+    fail(error.message);
+  }
 
   let provider;
   try {

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -77,7 +78,9 @@ class OidcProviderServer:
     ``clients`` is a list of client metadata objects as oidc-provider takes
     them (client_id, client_secret, redirect_uris, token_endpoint_auth_method,
     grant_types). A client without grant_types gets authorization_code and
-    refresh_token. TTLs are in seconds.
+    refresh_token. TTLs are in seconds. ``user_groups`` maps a login to the
+    groups released in its ``groups`` claim; ``set_user_groups`` changes the
+    map while the server runs.
     """
 
     def __init__(
@@ -86,8 +89,11 @@ class OidcProviderServer:
         access_token_ttl: int = 3600,
         refresh_token_ttl: int = 86400,
         extra_scopes: list[str] | None = None,
+        user_groups: dict[str, list[str]] | None = None,
     ) -> None:
         self.clients = clients
+        self.user_groups = dict(user_groups or {})
+        self._groups_file: Path | None = None
         self.access_token_ttl = access_token_ttl
         self.refresh_token_ttl = refresh_token_ttl
         self.extra_scopes = list(extra_scopes or [])
@@ -111,6 +117,10 @@ class OidcProviderServer:
 
         self.port = _pick_free_port()
         issuer = f"http://{LISTEN_HOST}:{self.port}"
+        descriptor, groups_path = tempfile.mkstemp(prefix="oidc-groups-", suffix=".json")
+        os.close(descriptor)
+        self._groups_file = Path(groups_path)
+        self._write_user_groups()
         environment = {
             **os.environ,
             "OIDC_PORT": str(self.port),
@@ -119,6 +129,7 @@ class OidcProviderServer:
             "OIDC_ACCESS_TOKEN_TTL": str(self.access_token_ttl),
             "OIDC_REFRESH_TOKEN_TTL": str(self.refresh_token_ttl),
             "OIDC_EXTRA_SCOPES": " ".join(self.extra_scopes),
+            "OIDC_USER_GROUPS_FILE": str(self._groups_file),
         }
         self.returncode = None
         self._output.clear()
@@ -169,6 +180,22 @@ class OidcProviderServer:
         self._process = None
         self._reader = None
         self._discovery = None
+        if self._groups_file is not None:
+            self._groups_file.unlink(missing_ok=True)
+            self._groups_file = None
+
+    def set_user_groups(self, user_groups: dict[str, list[str]]) -> None:
+        """Replace the groups of every login; the next claims request uses them."""
+        self.user_groups = dict(user_groups)
+        self._write_user_groups()
+
+    def _write_user_groups(self) -> None:
+        if self._groups_file is None:
+            return
+        # Written to a new file and renamed, so the server never reads half a file.
+        partial = self._groups_file.with_suffix(".partial")
+        partial.write_text(json.dumps(self.user_groups))
+        partial.replace(self._groups_file)
 
     def __enter__(self) -> OidcProviderServer:
         self.start()
