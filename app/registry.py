@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
+from app import audit, url_policy
 from app.extensions import db
 from app.models import ClientAuthMethod, Credential, GrantType, Integration, IntegrationType, Provider
 
@@ -27,8 +28,12 @@ class ValidationError(ValueError):
         self.errors = errors
 
 
-def validate_url(value: str | None, required: bool) -> str | None:
-    """Return the URL stripped, or raise ValueError saying what is wrong with it."""
+def validate_url(value: str | None, required: bool, resolve: bool = True) -> str | None:
+    """Return the URL stripped, or raise ValueError saying what is wrong with it.
+
+    The URL must also pass the outbound URL policy (app.url_policy); with ``resolve``,
+    its host name must resolve.
+    """
     value = (value or "").strip()
     if not value:
         if required:
@@ -43,6 +48,7 @@ def validate_url(value: str | None, required: bool) -> str | None:
         raise ValueError("must not contain a username or password")
     if parts.fragment:
         raise ValueError("must not contain a #fragment")
+    url_policy.check_url(value, resolve=resolve)
     return value
 
 
@@ -59,6 +65,15 @@ class ProviderInput:
     client_auth_method: str = ClientAuthMethod.CLIENT_SECRET_BASIC.value
     #: None keeps the stored secret when editing; a new provider needs one.
     client_secret: str | None = None
+    issuer: str | None = None
+    extra_authorization_params: dict[str, str] = field(default_factory=dict)
+    scope_separator: str = " "
+    default_token_lifetime: int | None = None
+    refresh_token_rotates: bool | None = None
+    revocation_method: str = "rfc7009"
+    issuer_parameter_required: bool = False
+    #: Key of the catalog template; None keeps the stored key when editing.
+    catalog_key: str | None = None
     errors: dict[str, list[str]] = field(default_factory=dict)
 
     def error(self, name: str, message: str) -> None:
@@ -119,6 +134,7 @@ def _validate_provider(data: ProviderInput, existing: Provider | None) -> dict:
     if len(values["default_scopes"]) > MAX_SCOPES_LENGTH:
         data.error("default_scopes", f"Default scopes are too long: use at most {MAX_SCOPES_LENGTH} characters.")
     values["use_pkce"] = bool(data.use_pkce)
+    _validate_provider_behaviour(data, values)
 
     secret = data.client_secret
     if existing is None and not secret:
@@ -128,10 +144,74 @@ def _validate_provider(data: ProviderInput, existing: Provider | None) -> dict:
     return values
 
 
-def save_provider(data: ProviderInput, existing: Provider | None = None) -> Provider:
-    """Create or update a provider; an empty client secret keeps the stored one."""
+#: Authorization request parameters that the app sets itself, so a provider's extra
+#: parameters must not replace them.
+RESERVED_AUTHORIZATION_PARAMS = frozenset(
+    {"response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"}
+)
+#: Longest default token lifetime accepted, in seconds: one year.
+MAX_TOKEN_LIFETIME = 365 * 24 * 3600
+
+
+def _validate_provider_behaviour(data: ProviderInput, values: dict) -> None:
+    """Check the issuer, extra parameters, scope separator, token lifetime and revocation method."""
+    from app.revocation_adapters import REVOCATION_METHODS
+
+    try:
+        values["issuer"] = validate_url(data.issuer, required=False)
+    except ValueError as error:
+        data.error("issuer", f"Issuer {error}.")
+    values["issuer_parameter_required"] = bool(data.issuer_parameter_required)
+    if values["issuer_parameter_required"] and not data.issuer:
+        data.error("issuer", "Issuer is required when the authorization response must carry an iss parameter.")
+
+    params = {}
+    for name, value in (data.extra_authorization_params or {}).items():
+        name = str(name).strip()
+        if not name or not all(character.isalnum() or character in "_.-" for character in name):
+            data.error("extra_authorization_params", f"Parameter name {name!r} is invalid: use letters, digits, _ . -")
+        elif name in RESERVED_AUTHORIZATION_PARAMS:
+            data.error("extra_authorization_params", f"Parameter {name} is set by the app and cannot be changed here.")
+        else:
+            params[name] = str(value).strip()
+    values["extra_authorization_params"] = params
+
+    if data.scope_separator not in (" ", ","):
+        data.error(
+            "scope_separator", f"Scope separator {data.scope_separator!r} is not supported: use a space or a comma."
+        )
+    values["scope_separator"] = data.scope_separator
+
+    lifetime = data.default_token_lifetime
+    if lifetime is not None and not 0 < lifetime <= MAX_TOKEN_LIFETIME:
+        data.error(
+            "default_token_lifetime",
+            f"Default token lifetime must be from 1 to {MAX_TOKEN_LIFETIME} seconds, or empty if tokens do not expire.",
+        )
+    values["default_token_lifetime"] = lifetime
+    values["refresh_token_rotates"] = data.refresh_token_rotates
+
+    method = data.revocation_method
+    if method not in REVOCATION_METHODS:
+        known = ", ".join(REVOCATION_METHODS)
+        data.error("revocation_method", f"Revocation method {method!r} is unknown: use one of {known}.")
+    elif method not in ("none", "rfc7009") and not data.revocation_url:
+        data.error("revocation_url", f"Revocation URL is required for the revocation method {method}.")
+    values["revocation_method"] = method
+    if data.catalog_key is not None:
+        values["catalog_key"] = data.catalog_key or None
+
+
+def save_provider(
+    data: ProviderInput, existing: Provider | None = None, *, actor_user_id: int | None = None
+) -> Provider:
+    """Create or update a provider; an empty client secret keeps the stored one.
+
+    ``actor_user_id`` is the admin who made the change, for the audit trail; None means the system.
+    """
     values = _validate_provider(data, existing)
     provider = existing or Provider()
+    changed = sorted(name for name, value in values.items() if existing is None or getattr(provider, name) != value)
     for name, value in values.items():
         setattr(provider, name, value)
     if existing is None:
@@ -139,6 +219,15 @@ def save_provider(data: ProviderInput, existing: Provider | None = None) -> Prov
     db.session.flush()
     if data.client_secret:
         provider.set_client_secret(data.client_secret)
+        changed.append("client_secret")
+    audit.record(
+        "provider.update" if existing else "provider.create",
+        actor_user_id=actor_user_id,
+        provider_id=provider.id,
+        detail=provider.name,
+        changed=changed,
+        commit=False,
+    )
     db.session.commit()
     log.info("Provider %s: provider %s (%s)", "updated" if existing else "created", provider.id, provider.name)
     return provider
@@ -159,8 +248,13 @@ class IntegrationInput:
         self.errors.setdefault(name, []).append(message)
 
 
-def save_integration(data: IntegrationInput, existing: Integration | None = None) -> Integration:
-    """Create or update an integration after validating every field."""
+def save_integration(
+    data: IntegrationInput, existing: Integration | None = None, *, actor_user_id: int | None = None
+) -> Integration:
+    """Create or update an integration after validating every field.
+
+    ``actor_user_id`` is the admin who made the change, for the audit trail; None means the system.
+    """
     data.errors = {}
     name = data.name.strip()
     if not name:
@@ -199,6 +293,16 @@ def save_integration(data: IntegrationInput, existing: Integration | None = None
     integration.is_enabled = data.is_enabled
     if existing is None:
         db.session.add(integration)
+    db.session.flush()
+    audit.record(
+        "integration.update" if existing else "integration.create",
+        actor_user_id=actor_user_id,
+        integration_id=integration.id,
+        provider_id=integration.provider_id,
+        detail=integration.name,
+        enabled=integration.is_enabled,
+        commit=False,
+    )
     db.session.commit()
     log.info(
         "Integration %s: integration %s (%s), provider %s",
@@ -238,7 +342,7 @@ def provider_delete_blocker(provider: Provider) -> str | None:
     )
 
 
-def delete_provider(provider: Provider) -> None:
+def delete_provider(provider: Provider, *, actor_user_id: int | None = None) -> None:
     """Delete ``provider``, or raise InUseError while an integration uses it."""
     blocker = provider_delete_blocker(provider)
     if blocker:
@@ -246,6 +350,7 @@ def delete_provider(provider: Provider) -> None:
 
     provider_id, name = provider.id, provider.name
     db.session.delete(provider)
+    audit.record("provider.delete", actor_user_id=actor_user_id, provider_id=provider_id, detail=name, commit=False)
     db.session.commit()
     log.info("Provider deleted: provider %s (%s)", provider_id, name)
 
@@ -269,13 +374,22 @@ def integration_delete_blocker(integration: Integration) -> str | None:
     )
 
 
-def delete_integration(integration: Integration) -> None:
+def delete_integration(integration: Integration, *, actor_user_id: int | None = None) -> None:
     """Delete ``integration``, or raise InUseError while a user has tokens for it."""
     blocker = integration_delete_blocker(integration)
     if blocker:
         raise InUseError(blocker)
 
     integration_id, name = integration.id, integration.name
+    provider_id = integration.provider_id
     db.session.delete(integration)
+    audit.record(
+        "integration.delete",
+        actor_user_id=actor_user_id,
+        integration_id=integration_id,
+        provider_id=provider_id,
+        detail=name,
+        commit=False,
+    )
     db.session.commit()
     log.info("Integration deleted: integration %s (%s)", integration_id, name)

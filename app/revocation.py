@@ -1,4 +1,4 @@
-"""Revoking a user's credential, at the provider too (RFC 7009)."""
+"""Revoking a user's credential, at the provider too (RFC 7009 or a revocation adapter)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from authlib.common.errors import AuthlibBaseError
 from requests import RequestException
 
-from app import audit
+from app import audit, revocation_adapters
 from app.extensions import db
 from app.models import Credential, CredentialStatus, utcnow
 from app.oauth_client import ProviderError, clean_provider_text, provider_error_from, provider_session
@@ -46,7 +46,7 @@ def revoke_credential(credential: Credential, actor_user_id: int | None = None) 
         "provider_id": provider.id,
         "commit": False,
     }
-    if not provider.revocation_url:
+    if not provider.revocation_url or provider.revocation_method == "none":
         log.info("Credential deleted, provider has no revocation URL: user %s, integration %s, provider %s", *ids)
         audit.record("credential.revoke", detail="provider has no revocation URL; deleted locally", **event)
         db.session.delete(credential)
@@ -60,11 +60,13 @@ def revoke_credential(credential: Credential, actor_user_id: int | None = None) 
         if token is None:
             continue
         try:
-            response = session.revoke_token(provider.revocation_url, token=token, token_type_hint=hint)
-            if response.status_code != 200:
-                raise ProviderError(
-                    _error_code(response), f"the provider answered HTTP {response.status_code}", response.status_code
-                )
+            if provider.revocation_method == "rfc7009":
+                response = session.revoke_token(provider.revocation_url, token=token, token_type_hint=hint)
+                if response.status_code != 200:
+                    status = response.status_code
+                    raise ProviderError(_error_code(response), f"the provider answered HTTP {status}", status)
+            else:
+                revocation_adapters.revoke(provider, token, hint)
         except (AuthlibBaseError, RequestException, ProviderError) as exception:
             failure = provider_error_from(exception, [token, provider.client_secret])
             log.warning(

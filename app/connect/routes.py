@@ -88,6 +88,7 @@ def callback():
             code=request.args.get("code"),
             error=request.args.get("error"),
             error_description=request.args.get("error_description"),
+            iss=request.args.get("iss"),
         )
     except ConnectError as error:
         return finish(error.integration, display, error.message, succeeded=False)

@@ -4,8 +4,8 @@ Revision ID: 0006
 Revises: 0005
 """
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0006"
 down_revision = "0005"
@@ -14,8 +14,12 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    with op.batch_alter_table("providers") as batch:
+        batch.add_column(
+            sa.Column("issuer_parameter_required", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table("providers") as batch:
+        batch.drop_column("issuer_parameter_required")
