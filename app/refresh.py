@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from authlib.common.errors import AuthlibBaseError
 from flask import current_app
-from requests import RequestException
+from requests import RequestException, Response
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -195,6 +195,7 @@ def _request_tokens(provider: Provider, refresh_token: str | None, ids: _Ids) ->
     delay = float(config["REFRESH_RETRY_DELAY"])
     for attempt in range(1, attempts + 1):
         session = provider_session(provider)
+        session.register_compliance_hook("refresh_token_response", _raise_for_status_without_error)
         try:
             token = session.refresh_token(provider.token_url, refresh_token=refresh_token)
             return parse_token_response(token, default_lifetime=provider.default_token_lifetime)
@@ -214,6 +215,24 @@ def _request_tokens(provider: Provider, refresh_token: str | None, ids: _Ids) ->
         time.sleep(delay)
         delay *= 2
     raise AssertionError("unreachable")
+
+
+def _raise_for_status_without_error(response: Response) -> Response:
+    """Raise HTTPError for an error status whose body has no OAuth ``error`` member.
+
+    Authlib 1.9 raises only for HTTP 5xx or a body that is not a JSON object, so a
+    gateway's HTTP 429 or 408 with a plain-text body would otherwise count as a token
+    response without an access token instead of a reason to retry.
+    """
+    if response.ok:
+        return response
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "error" not in body:
+        response.raise_for_status()
+    return response
 
 
 def _is_retryable(failure: ProviderError) -> bool:
