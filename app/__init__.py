@@ -44,8 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     configure_logging(app)
 
-    from app import audit  # noqa: F401  (registers the audit model)
-    from app import api_keys  # noqa: F401  (registers the API key models)
+    from app import api_keys, audit  # noqa: F401  (registers the API key and audit models)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIRECTORY))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from app import audit
 from app.extensions import db
 from app.models import ROLE_ADMIN, ROLE_USER, ROLES, LoginSession, Role, User, hash_token
 from app.offboarding import CredentialRevocation, revoke_all_for_user
@@ -58,8 +59,13 @@ def create_user(
     roles: list[str] | tuple[str, ...] = (),
     display_name: str = "",
     email: str | None = None,
+    *,
+    actor_user_id: int | None = None,
 ) -> User:
-    """Create an enabled local user; raise AccountError on invalid or taken values."""
+    """Create an enabled local user; raise AccountError on invalid or taken values.
+
+    ``actor_user_id`` is the admin who acted, for the audit trail; None means the system.
+    """
     username = username.strip()
     if not username:
         raise AccountError("username is missing", field="username")
@@ -75,6 +81,15 @@ def create_user(
     user.set_password(password)
     user.roles = roles_named(list(roles))
     db.session.add(user)
+    db.session.flush()
+    audit.record(
+        "user.create",
+        actor_user_id=actor_user_id,
+        subject_user_id=user.id,
+        detail=username,
+        roles=sorted(set(roles)),
+        commit=False,
+    )
     db.session.commit()
     log.info("User created: user %s, roles %s", user.id, ",".join(sorted(roles)) or "none")
     return user
@@ -141,12 +156,32 @@ def _own_session_token(user: User, acting_user: User | None) -> str | None:
     return acting_user.login_session_token
 
 
-def set_roles(user: User, role_names: list[str] | tuple[str, ...], acting_user: User | None = None) -> User:
+def _actor_id(actor_user_id: int | None, acting_user: User | None) -> int | None:
+    """Return the acting admin's id for the audit trail, from either argument."""
+    if actor_user_id is not None:
+        return actor_user_id
+    return acting_user.id if acting_user is not None else None
+
+
+def set_roles(
+    user: User,
+    role_names: list[str] | tuple[str, ...],
+    acting_user: User | None = None,
+    *,
+    actor_user_id: int | None = None,
+) -> User:
     """Replace the roles of ``user``, unless ``acting_user`` would remove their own admin role."""
     roles = roles_named(list(role_names))
     _check_own_account(user, acting_user, list(role_names), user.is_enabled)
 
     user.roles = roles
+    audit.record(
+        "user.roles",
+        actor_user_id=_actor_id(actor_user_id, acting_user),
+        subject_user_id=user.id,
+        roles=sorted(set(role_names)),
+        commit=False,
+    )
     db.session.commit()
     log.info("User roles set: user %s, roles %s", user.id, ",".join(sorted(role_names)) or "none")
     return user
@@ -157,6 +192,8 @@ def set_enabled(
     enabled: bool,
     acting_user: User | None = None,
     revocations: list[CredentialRevocation] | None = None,
+    *,
+    actor_user_id: int | None = None,
 ) -> User:
     """Activate or deactivate ``user``.
 
@@ -168,21 +205,32 @@ def set_enabled(
     user.is_enabled = enabled
     if not enabled:
         _end_login_sessions(user)
+    audit.record(
+        "user.activate" if enabled else "user.deactivate",
+        actor_user_id=_actor_id(actor_user_id, acting_user),
+        subject_user_id=user.id,
+        commit=False,
+    )
     db.session.commit()
     log.info("User %s: user %s", "activated" if enabled else "deactivated", user.id)
     if not enabled:
-        results = revoke_all_for_user(user, actor_user_id=acting_user.id if acting_user else None)
+        results = revoke_all_for_user(user, actor_user_id=_actor_id(actor_user_id, acting_user))
         if revocations is not None:
             revocations.extend(results)
     return user
 
 
-def set_password(user: User, password: str, acting_user: User | None = None) -> User:
+def set_password(
+    user: User, password: str, acting_user: User | None = None, *, actor_user_id: int | None = None
+) -> User:
     """Set a new password and sign ``user`` out everywhere, except ``acting_user``'s own session."""
     validate_password(password)
 
     user.set_password(password)
     _end_login_sessions(user, keep_token=_own_session_token(user, acting_user))
+    audit.record(
+        "user.password", actor_user_id=_actor_id(actor_user_id, acting_user), subject_user_id=user.id, commit=False
+    )
     db.session.commit()
     log.info("Password set: user %s", user.id)
     return user
@@ -205,6 +253,8 @@ def update_user(
     changes: UserChanges,
     acting_user: User | None = None,
     revocations: list[CredentialRevocation] | None = None,
+    *,
+    actor_user_id: int | None = None,
 ) -> User:
     """Apply ``changes`` to ``user`` after checking every value, so nothing is saved on AccountError.
 
@@ -218,6 +268,17 @@ def update_user(
     _check_own_account(user, acting_user, changes.roles, changes.is_enabled)
     if changes.password:
         validate_password(changes.password)
+    changed = [
+        name
+        for name, old, new in (
+            ("display_name", user.display_name, display_name),
+            ("email", user.email, email),
+            ("roles", {role.name for role in user.roles}, set(changes.roles)),
+            ("is_enabled", user.is_enabled, changes.is_enabled),
+            ("password", False, bool(changes.password)),
+        )
+        if old != new
+    ]
 
     user.display_name = display_name
     user.email = email
@@ -228,6 +289,16 @@ def update_user(
     if user.is_enabled and not changes.is_enabled:
         _end_login_sessions(user)
     user.is_enabled = changes.is_enabled
+    audit.record(
+        "user.update",
+        actor_user_id=_actor_id(actor_user_id, acting_user),
+        subject_user_id=user.id,
+        detail=", ".join(changed),
+        changed=changed,
+        roles=sorted(set(changes.roles)),
+        enabled=user.is_enabled,
+        commit=False,
+    )
     db.session.commit()
     log.info(
         "User updated: user %s, roles %s, enabled %s, password changed %s",
@@ -237,7 +308,7 @@ def update_user(
         bool(changes.password),
     )
     if not user.is_enabled:
-        results = revoke_all_for_user(user, actor_user_id=acting_user.id if acting_user else None)
+        results = revoke_all_for_user(user, actor_user_id=_actor_id(actor_user_id, acting_user))
         if revocations is not None:
             revocations.extend(results)
     return user

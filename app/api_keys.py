@@ -69,7 +69,7 @@ class ApiKey(db.Model):
 
 
 class ApiKeyError(ValueError):
-    """Invalid API key input; ``field`` names the input the message is about."""
+    """Invalid API key input. ``field`` names the input the message is about."""
 
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
@@ -156,7 +156,7 @@ def create_api_key(
 
 
 def revoke_api_key(api_key: ApiKey, *, actor_user_id: int | None = None) -> ApiKey:
-    """Revoke ``api_key`` at once; revoking a revoked key changes nothing."""
+    """Revoke ``api_key`` at once. Revoking a revoked key changes nothing."""
     if api_key.revoked_at is not None:
         return api_key
 

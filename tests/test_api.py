@@ -13,7 +13,7 @@ from app.api_keys import ApiKey, create_api_key, revoke_api_key
 from app.audit import AuditEvent
 from app.connections import store_tokens
 from app.extensions import db
-from app.models import Credential, CredentialStatus, utcnow
+from app.models import Credential, CredentialStatus, Group, utcnow
 from app.oauth_client import TokenSet
 from tests.conftest import OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, TEST_BASE_URL, free_port
 from tests.support.oidc_server import introspect, sign_in_and_consent
@@ -303,6 +303,30 @@ def test_disabled_user_gets_409(api, key, user, integration):
 
     assert response.status_code == 409
     assert response.get_json()["error"] == "user_disabled"
+
+
+def test_user_outside_allowed_groups_gets_403(api, key, user, integration):
+    store(user, integration)
+    integration.allowed_groups = [Group(name="platform")]
+    db.session.commit()
+
+    response = api.token(key, "alice", integration.id)
+
+    assert response.status_code == 403
+    assert response.get_json()["error"] == "user_not_in_group"
+
+
+def test_user_in_allowed_group_gets_token(api, key, user, integration):
+    store(user, integration)
+    group = Group(name="platform")
+    db.session.add(group)
+    group.members = [user]
+    integration.allowed_groups = [group]
+    db.session.commit()
+
+    response = api.token(key, "alice", integration.id)
+
+    assert response.status_code == 200
 
 
 def test_unknown_path_gets_404_json(client, key):

@@ -4,4 +4,11 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__)
 
-from app.admin import api_key_routes, audit_routes, connected_routes, group_routes, routes  # noqa: E402,F401
+from app.admin import (  # noqa: E402,F401
+    api_key_routes,
+    audit_routes,
+    connected_routes,
+    group_routes,
+    provider_catalog_routes,
+    routes,
+)

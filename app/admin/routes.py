@@ -103,7 +103,7 @@ def new_provider():
     form = ProviderForm()
     if form.validate_on_submit():
         try:
-            provider = save_provider(form.to_input())
+            provider = save_provider(form.to_input(), actor_user_id=current_user.id)
         except ValidationError as error:
             show_errors(form, error.errors)
         else:
@@ -119,7 +119,7 @@ def edit_provider(provider_id: int):
     form = ProviderForm(data=ProviderForm.stored_values(provider))
     if form.validate_on_submit():
         try:
-            save_provider(form.to_input(), existing=provider)
+            save_provider(form.to_input(), existing=provider, actor_user_id=current_user.id)
         except ValidationError as error:
             show_errors(form, error.errors)
         else:
@@ -142,7 +142,7 @@ def confirm_delete_provider(provider_id: int):
     }
     if form.validate_on_submit():
         try:
-            delete_provider(provider)
+            delete_provider(provider, actor_user_id=current_user.id)
         except InUseError as error:
             return render_template("admin/confirm_delete.html", form=form, blocker=str(error), **context), 409
         flash(f"Provider {context['name']} is deleted.", "success")
@@ -168,7 +168,7 @@ def new_integration():
     if form.validate_on_submit():
         try:
             allowed_groups = groups_with_ids(form.allowed_groups.data or [])
-            integration = save_integration(form.to_input())
+            integration = save_integration(form.to_input(), actor_user_id=current_user.id)
         except GroupError as error:
             show_errors(form, {"allowed_groups": [sentence(error)]})
         except ValidationError as error:
@@ -189,7 +189,7 @@ def edit_integration(integration_id: int):
     if form.validate_on_submit():
         try:
             allowed_groups = groups_with_ids(form.allowed_groups.data or [])
-            save_integration(form.to_input(), existing=integration)
+            save_integration(form.to_input(), existing=integration, actor_user_id=current_user.id)
         except GroupError as error:
             show_errors(form, {"allowed_groups": [sentence(error)]})
         except ValidationError as error:
@@ -215,7 +215,7 @@ def confirm_delete_integration(integration_id: int):
     }
     if form.validate_on_submit():
         try:
-            delete_integration(integration)
+            delete_integration(integration, actor_user_id=current_user.id)
         except InUseError as error:
             return render_template("admin/confirm_delete.html", form=form, blocker=str(error), **context), 409
         flash(f"Integration {context['name']} is deleted.", "success")
@@ -245,6 +245,7 @@ def new_user():
                 roles=form.roles.data or [],
                 display_name=form.display_name.data or "",
                 email=form.email.data,
+                actor_user_id=current_user.id,
             )
         except AccountError as error:
             show_account_error(form, error)
@@ -264,7 +265,13 @@ def edit_user(user_id: int):
         revocations: list[CredentialRevocation] = []
         try:
             groups = groups_with_ids(form.groups.data or [])
-            update_user(user, form.to_changes(), acting_user=current_user, revocations=revocations)
+            update_user(
+                user,
+                form.to_changes(),
+                acting_user=current_user,
+                revocations=revocations,
+                actor_user_id=current_user.id,
+            )
         except GroupError as error:
             show_errors(form, {"groups": [sentence(error)]})
         except AccountError as error:

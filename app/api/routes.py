@@ -1,4 +1,4 @@
-"""Token API views. Every answer is JSON, errors included; nothing redirects to the sign-in page."""
+"""Token API views. Every response is JSON, errors included, and none redirects to the sign-in page."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def http_error(error: HTTPException):
 @bp.errorhandler(Exception)
 def internal_error(error: Exception):
     db.session.rollback()
-    # The exception's type and place are logged; its message may quote a secret.
+    # Only the exception's type and traceback are logged, because its message may quote a secret.
     log.error("Unhandled %s in the token API", type(error).__name__, exc_info=error)
     return json_error(
         500,

@@ -31,7 +31,7 @@ class TokenFetchError(Exception):
     status: int
     error: str
     message: str
-    #: Where the user can fix the problem; None when only an administrator can.
+    #: Where the user can fix the problem, or None when only an administrator can.
     dashboard_url: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -126,8 +126,16 @@ def _usable_credential(
             409, "user_disabled", f"User {username} is deactivated, so their tokens are not handed out."
         )
 
-    # NOTE: an integration limited to groups is not checked here; a user who left the
-    # group keeps getting tokens until they or an administrator revoke them.
+    allowed_group_ids = {group.id for group in integration.allowed_groups}
+    if allowed_group_ids and not allowed_group_ids & {group.id for group in user.groups}:
+        names = ", ".join(group.name for group in integration.allowed_groups)
+        raise TokenFetchError(
+            403,
+            "user_not_in_group",
+            f"{integration.name} is limited to the groups {names}, and {username} is in none of them. "
+            "Ask an administrator to add them to one of these groups.",
+        )
+
     credential = db.session.scalar(
         select(Credential).where(Credential.user_id == user.id, Credential.integration_id == integration.id)
     )
