@@ -416,6 +416,16 @@ class Credential(db.Model):
         return expires_at is not None and expires_at - now <= margin
 
     @property
+    def granted_scope_list(self) -> list[str]:
+        """Scopes the provider granted, in the order it sent them."""
+        return self.granted_scopes.split()
+
+    def scopes_not_granted(self, requested: str) -> list[str]:
+        """Requested scopes that the provider left out of the grant."""
+        granted = set(self.granted_scope_list)
+        return [scope for scope in requested.split() if scope not in granted]
+
+    @property
     def state(self) -> CredentialState:
         """The state a dashboard card shows for this credential now."""
         return self.state_at()
