@@ -148,3 +148,37 @@ def test_revoke_all_requires_csrf(admin, client, password_integration, alice_cre
     response = client.post(f"{page_url(password_integration)}/revoke-all")
     assert response.status_code == 400
     assert db.session.scalar(select(Credential)) is not None
+
+
+def pending(credential) -> None:
+    credential.status = CredentialStatus.REVOCATION_PENDING
+    credential.revocation_error = "ServiceNow Test did not confirm the revocation (HTTP 503)."
+    db.session.commit()
+
+
+def test_pending_row_offers_give_up(admin, client, password_integration, alice_credential):
+    pending(alice_credential)
+    html = client.get(page_url(password_integration)).get_data(as_text=True)
+    assert "Give up<span" in html
+    assert "Retry revocation<span" in html
+
+
+def test_active_row_offers_no_give_up(admin, client, password_integration, alice_credential):
+    html = client.get(page_url(password_integration)).get_data(as_text=True)
+    assert "Give up<span" not in html
+
+
+def test_give_up_deletes_pending_credential(admin, auth, password_integration, alice_credential):
+    pending(alice_credential)
+    url = f"{page_url(password_integration)}/{alice_credential.id}/give-up"
+    response = auth.post(url, token_from=url)
+    assert response.status_code == 303
+    assert db.session.scalar(select(Credential)) is None
+
+
+def test_give_up_active_credential_is_409(admin, auth, password_integration, alice_credential):
+    url = f"{page_url(password_integration)}/{alice_credential.id}/give-up"
+    response = auth.post(url, token_from=url)
+    assert response.status_code == 409
+    assert "is not waiting for revocation" in response.get_data(as_text=True)
+    assert db.session.scalar(select(Credential)) is not None

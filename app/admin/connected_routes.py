@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import abort, render_template
+from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -21,6 +21,7 @@ from app.auth.sessions import role_required
 from app.extensions import db
 from app.models import ROLE_ADMIN, Credential, CredentialStatus, Integration, User, utcnow
 from app.offboarding import revoke_credentials
+from app.token_jobs import GiveUpError, give_up_revocation
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +130,31 @@ def revoke_all_connected(integration_id: int):
     log.info("Admin revokes all credentials: admin %s, integration %s", current_user.id, integration.id)
     results = revoke_credentials(credentials, actor_user_id=current_user.id)
     return render_template("admin/connected_result.html", integration=integration, results=results)
+
+
+@bp.route("/integrations/<int:integration_id>/connected/<int:credential_id>/give-up", methods=["GET", "POST"])
+@role_required(ROLE_ADMIN)
+def give_up_connected_revocation(integration_id: int, credential_id: int):
+    """Ask, then delete a credential whose revocation the provider never confirmed."""
+    integration = get_or_404(Integration, integration_id)
+    credential = credential_of(integration, credential_id)
+    form = ConfirmDeleteForm()
+    context = {"form": form, "integration": integration, "credential": credential}
+    if not form.validate_on_submit():
+        return render_template("admin/connected_give_up.html", **context)
+
+    username = credential.user.username
+    try:
+        give_up_revocation(credential, actor_user_id=current_user.id)
+    except GiveUpError as error:
+        log.info("Give-up rejected: admin %s, credential %s", current_user.id, credential.id)
+        message = str(error)
+        return render_template(
+            "admin/connected_give_up.html", blocker=message[:1].upper() + message[1:] + ".", **context
+        ), 409
+    flash(
+        f"The pending revocation of {username} is given up. Revoke the tokens at {integration.provider.name} "
+        "if they may still be live there.",
+        "success",
+    )
+    return redirect(url_for("admin.connected_users_page", integration_id=integration.id), code=303)
