@@ -40,6 +40,17 @@ def visible_to(user: User) -> ColumnElement[bool]:
     return or_(~restricted, member)
 
 
+def is_allowed(user: User, integration: Integration) -> bool:
+    """Whether ``user`` may use ``integration``, by the same rule as ``visible_to``.
+
+    NOTE: leaving a group hides the integration but does not revoke tokens stored before.
+    Code that hands out tokens checks this, and admins revoke such credentials on the
+    integration's connected users page, which flags them.
+    """
+    allowed = {group.id for group in integration.allowed_groups}
+    return not allowed or bool(allowed & {group.id for group in user.groups})
+
+
 def list_groups() -> list[Group]:
     return list(db.session.scalars(select(Group).order_by(Group.name)))
 

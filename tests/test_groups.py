@@ -203,3 +203,11 @@ def test_user_form_shows_group_choices(admin, client, user, sales):
     html = client.get(f"/admin/users/{user.id}/edit").get_data(as_text=True)
     assert 'name="groups"' in html
     assert "sales" in html
+
+
+def test_is_allowed_follows_groups(app, user, limited, sales):
+    from app.groups import is_allowed
+
+    assert not is_allowed(user, limited)
+    set_user_groups(user, [sales])
+    assert is_allowed(user, limited)

@@ -19,6 +19,7 @@ from app.admin.forms import ConfirmDeleteForm
 from app.admin.routes import get_or_404
 from app.auth.sessions import role_required
 from app.extensions import db
+from app.groups import is_allowed
 from app.models import ROLE_ADMIN, Credential, CredentialStatus, Integration, User, utcnow
 from app.offboarding import revoke_credentials
 from app.token_jobs import GiveUpError, give_up_revocation
@@ -61,8 +62,7 @@ def credential_state(credential: Credential, now: datetime) -> str:
 def access_warning(user: User, integration: Integration) -> str:
     if not user.is_enabled:
         return "account deactivated"
-    allowed = {group.id for group in integration.allowed_groups}
-    if allowed and not allowed & {group.id for group in user.groups}:
+    if not is_allowed(user, integration):
         return "not in the allowed groups"
     return ""
 
