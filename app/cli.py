@@ -31,6 +31,7 @@ from app.accounts import (
 )
 from app.api_keys_cli import api_keys_cli
 from app.crypto import generate_key, generate_key_id
+from app.key_rotation import RotationError, current_key_id, key_status, rotate_keys
 from app.models import ROLE_ADMIN, ROLE_USER, ROLES, User
 from app.registry import (
     IntegrationInput,
@@ -429,3 +430,38 @@ def generate_keys_command() -> None:
     """
     click.echo(f"PERSONAL_AUTH_ENCRYPTION_KEYS={generate_key_id()}:{generate_key()}")
     click.echo(f"PERSONAL_AUTH_SECRET_KEY={secrets.token_urlsafe(48)}")
+
+
+@keys_cli.command("rotate")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Rows re-encrypted and committed per transaction.",
+)
+def rotate_keys_command(batch_size: int) -> None:
+    """Re-encrypt every token, client secret and PKCE verifier under the first key.
+
+    Rows already under the first key are skipped, so the command can be run again after
+    an interruption. When it finishes, the other keys can be removed from
+    PERSONAL_AUTH_ENCRYPTION_KEYS.
+    """
+    try:
+        counts = rotate_keys(batch_size)
+    except RotationError as error:
+        fail(str(error))
+    for label, count in counts.items():
+        click.echo(f"Re-encrypted {count} {label} values.")
+    click.echo(f"Every ciphertext now uses key {current_key_id()!r}.")
+
+
+@keys_cli.command("status")
+def keys_status_command() -> None:
+    """Count the stored ciphertexts per encryption key id."""
+    rows = [(label, key_id, str(count)) for label, key_id, count in key_status()]
+    if not rows:
+        click.echo("Nothing is encrypted yet.")
+        return
+    echo_table(("FIELD", "KEY ID", "COUNT"), rows)
+    click.echo(f"Current key: {current_key_id()!r}.")
