@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.models import ClientAuthMethod, GrantType
+from app.registry import ProviderInput, ValidationError
 from app.revocation_adapters import REVOCATION_METHODS
 
 CATALOG_PATH = Path(__file__).resolve().parent / "catalog" / "providers.toml"
@@ -261,3 +262,18 @@ def templates() -> list[Template]:
 
 def find_template(key: str) -> Template | None:
     return catalog().get(key)
+
+
+def provider_input(
+    template: Template, name: str, client_id: str, client_secret: str | None, parameters: dict[str, str]
+) -> ProviderInput:
+    """Return the provider values of ``template`` with its parameters filled in.
+
+    Raises registry.ValidationError with one entry per invalid parameter, named
+    ``parameter_<name>`` as the catalog form names its fields.
+    """
+    try:
+        fields = template.render(parameters)
+    except ParameterError as error:
+        raise ValidationError({f"parameter_{name}": [message] for name, message in error.errors.items()}) from None
+    return ProviderInput(name=name, client_id=client_id, client_secret=client_secret, **fields)

@@ -82,7 +82,7 @@ def revoke_github(provider: Provider, token: str, token_type_hint: str) -> None:
 def revoke_google(provider: Provider, token: str, token_type_hint: str) -> None:
     """POST the token, form-encoded and without client authentication, to Google's revoke URL.
 
-    Google answers 400 ``invalid_token`` for a token that is already revoked or expired,
+    Google returns 400 ``invalid_token`` for a token that is already revoked or expired,
     which happens to the access token once its refresh token was revoked.
     """
     response = requests.post(provider.revocation_url or "", data={"token": token}, timeout=_timeout())
@@ -125,7 +125,7 @@ def revoke_dropbox(provider: Provider, token: str, token_type_hint: str) -> None
 def revoke_salesforce(provider: Provider, token: str, token_type_hint: str) -> None:
     """POST ``token`` form-encoded to ``/services/oauth2/revoke``; 200 means revoked.
 
-    Salesforce answers 400 with ``invalid_token`` for a token it does not know, such as an
+    Salesforce returns 400 with ``invalid_token`` for a token it does not know, such as an
     access token already revoked with its refresh token.
     """
     response = requests.post(
@@ -156,12 +156,13 @@ def revoke_box(provider: Provider, token: str, token_type_hint: str) -> None:
 def revoke_slack(provider: Provider, token: str, token_type_hint: str) -> None:
     """Call ``auth.revoke`` authenticated with the token to revoke.
 
-    Slack answers HTTP 200 in every case and reports the outcome in ``ok``; the errors
-    ``invalid_auth``, ``token_revoked`` and ``token_expired`` mean the token no longer works.
+    Slack returns HTTP 200 for most errors too and reports the outcome in ``ok``. The
+    errors ``invalid_auth``, ``token_revoked`` and ``token_expired`` mean the token no longer works.
     """
     if token_type_hint == "refresh_token":
-        # NOTE: Slack documents auth.revoke for access tokens only; a refresh token of
-        # an app with token rotation is dropped here and stops working with its grant.
+        # NOTE: the Slack documentation read for this adapter covers access tokens only,
+        # so a refresh token (apps with token rotation) is dropped here without a call.
+        # Whether Slack then still accepts it is not verified.
         log.info("Slack refresh token dropped without a call, provider %s", provider.id)
         return
     response = requests.post(
@@ -196,7 +197,9 @@ def revoke_hubspot(provider: Provider, token: str, token_type_hint: str) -> None
 def revoke_zendesk(provider: Provider, token: str, token_type_hint: str) -> None:
     """DELETE ``/api/v2/oauth/tokens/current.json`` authenticated with the access token."""
     if token_type_hint == "refresh_token":
-        log.info("Zendesk refresh token dropped; the access token revocation ends the grant, provider %s", provider.id)
+        # NOTE: Zendesk documents revoking the current access token; whether that also
+        # ends the refresh token is not verified, so the refresh token is only dropped here.
+        log.info("Zendesk refresh token dropped without a call, provider %s", provider.id)
         return
     response = requests.delete(
         provider.revocation_url or "",
