@@ -42,7 +42,7 @@ class EncryptedField:
     context: Callable[[Any], str]
 
 
-#: Every column that holds a ciphertext made by ``app.crypto.Keyring``.
+#: Every column that contains a ciphertext made by ``app.crypto.Keyring``.
 ENCRYPTED_FIELDS: tuple[EncryptedField, ...] = (
     EncryptedField(
         "credential access token", Credential, "access_token_ciphertext", lambda row: row._context("access_token")
@@ -77,8 +77,9 @@ def _stale_rows_statement(field: EncryptedField, current_key_id: str, batch_size
 def rotate_keys(batch_size: int = 500) -> dict[str, int]:
     """Re-encrypt every ciphertext not made by the current key; return the count per field.
 
-    Each batch is locked, re-encrypted and committed on its own, so a concurrent token
-    refresh never loses its write. Raises RotationError, with the batch rolled back,
+    Each batch is locked, re-encrypted and committed on its own. A token refresh locks
+    the same rows, so one of the two waits for the other and neither overwrites the
+    other's ciphertext. Raises RotationError, with the batch rolled back,
     when a ciphertext cannot be decrypted with the configured keys.
     """
     ring = keyring()

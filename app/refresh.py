@@ -1,9 +1,9 @@
 """Keeping access tokens fresh with the refresh token grant (RFC 6749 section 6).
 
-A refresh runs once per credential however many workers ask at the same time, on one
-host or several: the worker that gets the row lock (``app.locking``) calls the
-provider and commits the new tokens before it releases the lock, and every worker
-that waited reads the row again and uses those tokens. No in-process lock is needed.
+A refresh runs once per credential however many workers request it at the same time,
+on one host or several. The worker that gets the row lock (``app.locking``) calls the
+provider and commits the new tokens before it releases the lock. Every worker that
+waited then reads the row again and uses those tokens, so no in-process lock is needed.
 """
 
 from __future__ import annotations

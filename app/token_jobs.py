@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class GiveUpError(Exception):
-    """The revocation cannot be given up; the message says why."""
+    """The revocation cannot be given up, for the reason in the message."""
 
 
 @dataclass

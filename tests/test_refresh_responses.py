@@ -1,4 +1,4 @@
-"""Refresh token grant answers that a real server cannot be made to send, replayed with responses."""
+"""Refresh token grant responses that a real server cannot be made to send, replayed with responses."""
 
 from datetime import timedelta
 
