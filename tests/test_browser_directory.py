@@ -16,7 +16,6 @@ from app import create_app
 from app.accounts import create_user
 from app.extensions import db
 from app.models import ROLE_ADMIN, ROLE_USER, Credential, Integration, User
-from app.registry import IntegrationInput, ProviderInput, save_integration, save_provider
 from tests.conftest import ENCRYPTION_KEYS, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, PASSWORD, sso_config
 from tests.support.live_server import LiveServer
 from tests.support.oidc_server import introspect
@@ -30,7 +29,7 @@ TEAM = "team-a"
 
 @pytest.fixture
 def live_app(tmp_path, sqlite_template, live_port, oidc_server):
-    """The app with single sign-on, a local admin and one provider integration."""
+    """The app with single sign-on and a local admin, served on the port registered at oidc-provider."""
     database = tmp_path / "live.db"
     shutil.copy(sqlite_template, database)
     app = create_app(
@@ -45,20 +44,6 @@ def live_app(tmp_path, sqlite_template, live_port, oidc_server):
     )
     with app.app_context():
         create_user("root-admin", PASSWORD, roles=(ROLE_ADMIN, ROLE_USER))
-        # NOTE: the provider is created with the registry functions because the admin
-        # pages that create a provider from discovery or from the catalog do not exist yet.
-        provider = save_provider(
-            ProviderInput(
-                name="Test OIDC",
-                client_id=OIDC_CLIENT_ID,
-                client_secret=OIDC_CLIENT_SECRET,
-                authorization_url=oidc_server.authorization_endpoint,
-                token_url=oidc_server.token_endpoint,
-                revocation_url=oidc_server.revocation_endpoint,
-                default_scopes="openid profile",
-            )
-        )
-        save_integration(IntegrationInput(name="Code Hub", provider_id=provider.id))
         db.session.remove()
 
     server = LiveServer(app, live_port).start()
@@ -113,21 +98,34 @@ def sign_in_locally(page, base_url: str, username: str) -> None:
 
 def test_group_limited_integration_and_offboarding(new_page, live_app, oidc_server):
     app, server = live_app
-    with app.app_context():
-        integration_id = db.session.scalar(select(Integration.id).where(Integration.name == "Code Hub"))
-        db.session.remove()
 
-    # The admin creates team-a and limits Code Hub to it.
+    # The admin creates the provider from its discovery document, a group team-a, and
+    # the integration Code Hub limited to team-a.
     admin = new_page()
     sign_in_locally(admin, server.url, "root-admin")
+    admin.goto(server.url + "/admin/providers/discover")
+    admin.get_by_label("Issuer URL").fill(oidc_server.issuer)
+    admin.get_by_label("Name").fill("Test OIDC")
+    admin.get_by_label("Client ID").fill(OIDC_CLIENT_ID)
+    admin.get_by_label("Client secret").fill(OIDC_CLIENT_SECRET)
+    admin.get_by_label("Default scopes (optional)").fill("openid profile")
+    admin.get_by_role("button", name="Read metadata and create provider").click()
+    admin.get_by_text("Provider Test OIDC is created").wait_for()
+
     admin.goto(server.url + "/admin/groups/new")
     admin.get_by_label("Name").fill(TEAM)
     admin.get_by_role("button", name="Create group").click()
     admin.get_by_text(f"Group {TEAM} is created.").wait_for()
-    admin.goto(f"{server.url}/admin/integrations/{integration_id}/edit")
+
+    admin.goto(server.url + "/admin/integrations/new")
+    admin.get_by_label("Name", exact=True).fill("Code Hub")
+    admin.get_by_label("Provider").select_option(label="Test OIDC")
     admin.get_by_role("group", name="Allowed groups").get_by_label(TEAM).check()
-    admin.get_by_role("button", name="Save integration").click()
-    admin.get_by_text("Integration Code Hub is saved.").wait_for()
+    admin.get_by_role("button", name="Create integration").click()
+    admin.get_by_text("Integration Code Hub is created.").wait_for()
+    with app.app_context():
+        integration_id = db.session.scalar(select(Integration.id).where(Integration.name == "Code Hub"))
+        db.session.remove()
 
     oidc_server.set_user_groups({"dana": [USERS_GROUP, TEAM], "erin": [USERS_GROUP]})
 
