@@ -27,6 +27,9 @@ KEY_SCHEME = "pa"
 PREFIX_BYTES = 6
 SECRET_BYTES = 32
 MAX_SERVICE_LENGTH = 100
+#: Largest value of an INTEGER primary key on PostgreSQL. Larger numbers cannot be an id,
+#: and both databases raise an error when asked for one.
+MAX_ROW_ID = 2**31 - 1
 
 api_key_integrations = db.Table(
     "api_key_integrations",
@@ -91,10 +94,14 @@ def parse_key(raw_key: str) -> tuple[str, str] | None:
     return prefix, secret
 
 
+def _is_row_id(reference: str) -> bool:
+    return reference.isdigit() and int(reference) <= MAX_ROW_ID
+
+
 def find_integration(reference: str) -> Integration | None:
     """Return the integration with this id, else the one with this name, ignoring case."""
     reference = reference.strip()
-    if reference.isdigit():
+    if _is_row_id(reference):
         integration = db.session.get(Integration, int(reference))
         if integration is not None:
             return integration
@@ -214,7 +221,7 @@ def find_api_key(reference: str) -> ApiKey | None:
     reference = reference.strip().rstrip("_…")
     if reference.startswith(f"{KEY_SCHEME}_"):
         reference = reference[len(KEY_SCHEME) + 1 :].partition("_")[0]
-    if reference.isdigit():
+    if _is_row_id(reference):
         api_key = db.session.get(ApiKey, int(reference))
         if api_key is not None:
             return api_key

@@ -237,6 +237,7 @@ def test_not_connected_gets_404_with_dashboard_url(api, key, user, integration):
         ("nobody", None, "user_not_found"),
         ("alice", "999999", "integration_not_found"),
         ("alice", "No Such Integration", "integration_not_found"),
+        ("alice", "99999999999999999999999", "integration_not_found"),
     ],
 )
 def test_unknown_user_or_integration_gets_404(api, key, user, integration, username, reference, error):

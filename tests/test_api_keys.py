@@ -166,8 +166,9 @@ def test_cli_revoke(runner, integration, reference):
     assert authenticate(raw_key) is None
 
 
-def test_cli_revoke_unknown_key_fails(runner):
-    result = runner.invoke(args=["api-keys", "revoke", "abcdefabcdef"])
+@pytest.mark.parametrize("reference", ["abcdefabcdef", "99999999999999999999999"])
+def test_cli_revoke_unknown_key_fails(runner, reference):
+    result = runner.invoke(args=["api-keys", "revoke", reference])
 
     assert result.exit_code == 1
     assert "no API key" in result.output
