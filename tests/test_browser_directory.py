@@ -70,7 +70,7 @@ def new_page(browser):  # noqa: F811
 
 
 def approve_at_oidc_provider(window, login: str) -> None:
-    """Sign in if oidc-provider asks, then consent."""
+    """Sign in if oidc-provider shows its login form, then consent."""
     continue_button = window.locator("button[type=submit]", has_text=re.compile("Continue", re.I))
     login_field = window.locator("input[name=login]")
     login_field.or_(continue_button).first.wait_for()

@@ -33,7 +33,7 @@ class ConnectedUser:
 
     credential: Credential
     state: str
-    #: Why the user could not connect today (deactivated, outside the allowed groups); empty if they could.
+    #: Reason the user could not connect today, such as a deactivated account; empty if they could.
     warning: str
 
     @property
@@ -147,7 +147,7 @@ def give_up_connected_revocation(integration_id: int, credential_id: int):
     try:
         give_up_revocation(credential, actor_user_id=current_user.id)
     except GiveUpError as error:
-        log.info("Give-up rejected: admin %s, credential %s", current_user.id, credential.id)
+        log.info("Give-up rejected, credential not pending: admin %s, credential %s", current_user.id, credential.id)
         message = str(error)
         return render_template(
             "admin/connected_give_up.html", blocker=message[:1].upper() + message[1:] + ".", **context
