@@ -137,16 +137,23 @@ def check_client_credentials(provider: Provider) -> CheckResult:
     return CheckResult(name, Status.UNKNOWN, "The token URL accepted a made-up grant, which it should not.")
 
 
+#: Error codes that a token endpoint returns only after the client authenticated. GitHub
+#: uses its own code, bad_verification_code, for an unknown authorization code.
+AUTHENTICATED_ERRORS = ("invalid_grant", "unauthorized_client", "unsupported_grant_type", "bad_verification_code")
+#: Error codes for rejected client credentials: the standard one and GitHub's.
+CLIENT_REJECTED_ERRORS = ("invalid_client", "incorrect_client_credentials")
+
+
 def _credentials_result(name: str, code: str) -> CheckResult:
-    if code in ("invalid_grant", "unauthorized_client", "unsupported_grant_type"):
+    if code in AUTHENTICATED_ERRORS:
         return CheckResult(
             name, Status.PASSED, f"The token URL answered {code} to a made-up grant, so the client authenticated."
         )
-    if code == "invalid_client":
+    if code in CLIENT_REJECTED_ERRORS:
         return CheckResult(
             name,
             Status.FAILED,
-            "The token URL answered invalid_client: the client ID or secret is wrong, or the client "
+            f"The token URL answered {code}: the client ID or secret is wrong, or the client "
             "authentication method differs from the one the provider expects.",
         )
     return CheckResult(

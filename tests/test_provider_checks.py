@@ -134,3 +134,21 @@ def test_edit_page_offers_test_button(client, admin, oidc_provider):
     html = client.get(f"/admin/providers/{oidc_provider.id}/edit").get_data(as_text=True)
     assert f'hx-post="/admin/providers/{oidc_provider.id}/test"' in html
     assert "/oauth/callback" in html
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("invalid_grant", Status.PASSED),
+        ("unauthorized_client", Status.PASSED),
+        ("bad_verification_code", Status.PASSED),
+        ("invalid_client", Status.FAILED),
+        ("incorrect_client_credentials", Status.FAILED),
+        ("invalid_request", Status.UNKNOWN),
+        ("", Status.UNKNOWN),
+    ],
+)
+def test_token_error_codes_interpreted(code, status):
+    from app.provider_checks import _credentials_result
+
+    assert _credentials_result("Client ID and secret accepted", code).status == status
