@@ -114,6 +114,8 @@ def check_client_credentials(provider: Provider) -> CheckResult:
     except url_policy.URLPolicyError as error:
         return CheckResult(name, Status.FAILED, f"The token URL {error}.")
     session = provider_session(provider, redirect_uri=redirect_uri())
+    # A redirect would send the client secret to a URL that the URL policy never checked.
+    session.max_redirects = 0
     if provider.grant_type == GrantType.PASSWORD:
         grant = {
             "grant_type": "password",
@@ -130,6 +132,10 @@ def check_client_credentials(provider: Provider) -> CheckResult:
         return _credentials_result(name, code)
     except requests.Timeout:
         return CheckResult(name, Status.FAILED, "The token URL did not answer within the timeout.")
+    except requests.TooManyRedirects:
+        return CheckResult(
+            name, Status.FAILED, "The token URL redirects elsewhere. Enter the URL that the redirect leads to."
+        )
     except requests.RequestException as error:
         return CheckResult(name, Status.FAILED, f"The token URL could not be reached ({type(error).__name__}).")
     except ValueError:

@@ -133,7 +133,8 @@ def test_issuer_mismatch_names_both_values(app, metadata_server):
 
 def test_redirect_not_followed(app, metadata_server):
     issuer = metadata_server.base
-    metadata_server.redirects["/.well-known/openid-configuration"] = "http://169.254.169.254/latest/meta-data"
+    metadata_server.redirects["/.well-known/openid-configuration"] = "/moved"
+    metadata_server.documents["/moved"] = document(issuer)
 
     with pytest.raises(discovery.DiscoveryError) as error:
         discovery.fetch_metadata(issuer)

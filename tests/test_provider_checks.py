@@ -152,3 +152,31 @@ def test_token_error_codes_interpreted(code, status):
     from app.provider_checks import _credentials_result
 
     assert _credentials_result("Client ID and secret accepted", code).status == status
+
+
+def test_redirecting_token_url_not_followed(make_provider):
+    from flask import Flask, redirect
+
+    from tests.conftest import free_port
+    from tests.support.live_server import LiveServer
+
+    requested = []
+    flask_app = Flask("redirecting-token-endpoint")
+
+    @flask_app.route("/<path:path>", methods=["GET", "POST"])
+    def token(path):
+        requested.append(path)
+        if path == "elsewhere":
+            return {"error": "invalid_grant"}, 400
+        return redirect("/elsewhere", code=307)
+
+    server = LiveServer(flask_app, free_port()).start()
+    try:
+        provider = make_provider("Redirecting", token_url=f"{server.url}/token", authorization_url=f"{server.url}/auth")
+        result = results_by_name(provider)["Client ID and secret accepted"]
+    finally:
+        server.stop()
+
+    assert result.status == Status.FAILED
+    assert "redirects elsewhere" in result.message
+    assert "elsewhere" not in requested
