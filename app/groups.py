@@ -84,9 +84,6 @@ def save_group(data: GroupInput, existing: Group | None = None, actor_user_id: i
         raise GroupError("name is missing", field="name")
     if len(name) > MAX_NAME_LENGTH:
         raise GroupError(f"name is too long: use at most {MAX_NAME_LENGTH} characters", field="name")
-    if any(character.isspace() for character in name):
-        # The groups claim of an identity provider holds names without spaces.
-        raise GroupError(f"name {name!r} contains a space: use letters, digits, - or _", field="name")
     duplicate = find_group(name)
     if duplicate is not None and duplicate is not existing:
         raise GroupError(f"a group named {duplicate.name!r} already exists", field="name")
