@@ -246,18 +246,20 @@ def _check_issuer(user: User, integration: Integration, iss: str | None) -> None
         if not provider.issuer_parameter_required:
             return
         message = (
-            f"The answer has no iss parameter, but {provider.name} announces one in its metadata. "
+            f"The sign-in response has no iss parameter, but {provider.name} announces one in its metadata. "
             "Start again from the dashboard; if this repeats, ask an admin to check the provider."
         )
     elif iss != provider.issuer:
         message = (
-            f"The answer came from the issuer {clean_provider_text(iss, [])!r}, but {provider.name} is "
+            f"The sign-in response names the issuer {clean_provider_text(iss, [])!r}, but {provider.name} is "
             f"{provider.issuer!r}. Start again from the dashboard; if this repeats, ask an admin to check the provider."
         )
     else:
         return
     log.warning(
-        "Authorization response issuer mismatch: user %s, integration %s, provider %s", user.id, integration.id,
+        "Authorization response issuer mismatch: user %s, integration %s, provider %s",
+        user.id,
+        integration.id,
         provider.name,
     )
     _record_failure(user, integration, "authorization response issuer mismatch")
