@@ -280,3 +280,10 @@ def test_invalid_sso_settings_stop_start(database_url, oidc_server, overrides, m
 
     with pytest.raises(ConfigError, match=message):
         create_app(base_config(database_url, **sso_config(oidc_server, **overrides)))
+
+
+def test_users_page_marks_sso_user(sso_client, oidc_server):
+    oidc_server.set_user_groups({"carol": [USERS_GROUP, ADMINS_GROUP]})
+    sso_sign_in(sso_client)
+    html = sso_client.get("/admin/users").get_data(as_text=True)
+    assert 'carol (you) <span class="hint">single sign-on</span>' in html
