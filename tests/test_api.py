@@ -173,6 +173,7 @@ def test_invalid_key_gets_401(client, key, integration, authorization):
 def test_basic_authorization_gets_401(client, integration):
     response = client.get(f"/api/v1/users/alice/integrations/{integration.id}/token", auth=("ticket-bot", "secret"))
 
+    validate_response(response)
     assert response.status_code == 401
     assert response.get_json()["error"] == "unauthorized"
 
@@ -328,6 +329,19 @@ def test_user_in_allowed_group_gets_token(api, key, user, integration):
     response = api.token(key, "alice", integration.id)
 
     assert response.status_code == 200
+
+
+def test_unexpected_error_gets_500_json(api, key, user, integration, monkeypatch):
+    store(user, integration, expires_in=timedelta(minutes=-1))
+
+    def fail(credential):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("app.api.tokens.ensure_fresh_token", fail)
+    response = api.token(key, "alice", integration.id)
+
+    assert response.status_code == 500
+    assert response.get_json()["error"] == "internal_error"
 
 
 def test_unknown_path_gets_404_json(client, key):
