@@ -51,8 +51,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
 
+    from app.auth.throttle import init_login_throttle
+
+    init_login_throttle(app)
+
     from app import admin, api, auth, connect, dashboard, errors, filters, security
 
+    security.install_request_guards(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(connect.bp)

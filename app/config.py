@@ -54,6 +54,12 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BACKOFF_MAX": 6 * 3600,
     #: Log level of the app's own loggers.
     "LOG_LEVEL": "INFO",
+    #: Sign-in attempts allowed per client address and username, in the notation of the
+    #: ``limits`` package, for example ``10/minute``.
+    "LOGIN_RATE_LIMIT": "10/minute",
+    #: Where sign-in attempts are counted: ``memory://`` (per process) or a shared store
+    #: such as ``redis://127.0.0.1:6379`` when several processes serve the app.
+    "RATE_LIMIT_STORAGE_URI": "memory://",
     #: Whether admins may enter plain ``http`` URLs for loopback hosts (127.0.0.1, ::1,
     #: localhost). Unset means true in development and testing, false in production.
     "ALLOW_HTTP_LOOPBACK": None,

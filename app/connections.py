@@ -33,6 +33,7 @@ from app.models import (
 from app.oauth_client import (
     ProviderError,
     TokenSet,
+    clean_error_code,
     clean_provider_text,
     parse_token_response,
     provider_error_from,
@@ -195,8 +196,8 @@ def complete_authorization(
     provider = integration.provider
     _check_issuer(user, integration, iss)
     if error:
-        log.info("Authorization denied: user %s, integration %s, error %s", user.id, integration.id, error[:64])
-        text = clean_provider_text(error, [])
+        text = clean_error_code(error)
+        log.info("Authorization denied: user %s, integration %s, error %s", user.id, integration.id, text)
         _record_failure(user, integration, text)
         detail = clean_provider_text(error_description, [code])
         message = f"{provider.name} did not grant access ({text})."

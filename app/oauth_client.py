@@ -181,6 +181,19 @@ def clean_provider_text(text: object, secrets: list[str | None]) -> str:
     return cleaned
 
 
+ERROR_CODE_PATTERN = re.compile(r"[a-z][a-z_]{0,63}")
+
+
+def clean_error_code(value: object) -> str:
+    """Return an OAuth error code as sent if it looks like one (``invalid_grant``), else a placeholder.
+
+    Only lowercase words joined by underscores pass, so a provider that puts a token or
+    other text in ``error`` cannot get it shown or logged.
+    """
+    text = str(value or "")
+    return text if ERROR_CODE_PATTERN.fullmatch(text) else "unrecognized_error"
+
+
 def provider_error_from(exception: Exception, secrets: list[str | None]) -> ProviderError:
     """Translate an Authlib or requests exception into a ProviderError that is safe to show."""
     if isinstance(exception, ProviderError):
@@ -194,7 +207,7 @@ def provider_error_from(exception: Exception, secrets: list[str | None]) -> Prov
         return ProviderError("server_error", f"the provider answered HTTP {status}", status)
     if isinstance(exception, AuthlibBaseError):
         return ProviderError(
-            clean_provider_text(exception.error, secrets) or "oauth_error",
+            clean_error_code(exception.error),
             clean_provider_text(exception.description, secrets),
         )
     if isinstance(exception, ValueError):

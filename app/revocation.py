@@ -11,7 +11,7 @@ from requests import RequestException
 from app import audit, revocation_adapters
 from app.extensions import db
 from app.models import Credential, CredentialStatus, utcnow
-from app.oauth_client import ProviderError, clean_provider_text, provider_error_from, provider_session
+from app.oauth_client import ProviderError, clean_error_code, provider_error_from, provider_session
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,11 @@ def revoke_credential(credential: Credential, actor_user_id: int | None = None) 
                 response = session.revoke_token(provider.revocation_url, token=token, token_type_hint=hint)
                 if response.status_code != 200:
                     status = response.status_code
-                    raise ProviderError(_error_code(response), f"the provider answered HTTP {status}", status)
+                    raise ProviderError(
+                        _error_code(response),
+                        f"the provider answered HTTP {status}",
+                        status,
+                    )
             else:
                 revocation_adapters.revoke(provider, token, hint)
         except (AuthlibBaseError, RequestException, ProviderError) as exception:
@@ -110,5 +114,5 @@ def _error_code(response) -> str:
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return clean_provider_text(body["error"], [])[:64] or "server_error"
+        return clean_error_code(body["error"])
     return "server_error"

@@ -207,7 +207,8 @@ def test_callback_error_html_is_escaped(client, alice, integration):
     html = client.get(f"/oauth/callback?{query}").get_data(as_text=True)
     assert "<script>alert(1)" not in html
     assert "<img src=x" not in html
-    assert "&lt;script&gt;" in html
+    assert "&lt;img src=x" in html
+    assert "unrecognized_error" in html
 
 
 def test_callback_error_description_token_redacted(client, alice, integration):
@@ -222,7 +223,8 @@ def test_callback_error_description_token_redacted(client, alice, integration):
 
 def test_callback_page_display_flash_escaped(client, alice, integration):
     state = start_state(client, integration, display="page")
-    response = client.get(f"/oauth/callback?state={state}&error={quote('<b>bad</b>')}")
+    query = f"state={state}&error=access_denied&error_description={quote('<b>bad</b>')}"
+    response = client.get(f"/oauth/callback?{query}")
     assert response.status_code == 303
     html = client.get("/").get_data(as_text=True)
     assert "<b>bad</b>" not in html
@@ -482,15 +484,15 @@ def test_username_escaped_in_header(client, auth, make_user):
 # Headers ---------------------------------------------------------------------------------
 
 
-def assert_security_headers(response, label):
-    for name, value in SECURITY_HEADERS.items():
+def assert_security_headers(response, label, **overrides):
+    for name, value in {**SECURITY_HEADERS, **overrides}.items():
         assert response.headers.get(name) == value, (label, name)
 
 
 def test_headers_on_error_responses(client, alice, integration):
     assert_security_headers(client.get("/logout"), "405")
     assert_security_headers(client.post(f"/integrations/{integration.id}/revoke"), "csrf 400")
-    assert_security_headers(client.get("/oauth/callback"), "callback 400")
+    assert_security_headers(client.get("/oauth/callback"), "callback 400", **{"Referrer-Policy": "no-referrer"})
     assert_security_headers(client.get("/static/css/app.css"), "static")
     assert_security_headers(client.get("/api/v1/openapi.json"), "api")
     assert_security_headers(client.get("/api/v1/users/alice/integrations/1/token"), "api 401")

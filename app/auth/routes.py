@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -11,6 +11,7 @@ from wtforms.validators import DataRequired, Length
 
 from app.auth import bp
 from app.auth.sessions import end_login_session, is_safe_next, start_login_session
+from app.auth.throttle import allow_login_attempt
 from app.extensions import db
 from app.models import ROLE_ADMIN, ROLE_USER, User
 
@@ -34,6 +35,9 @@ def login():
 
     form = LoginForm()
     if form.validate_on_submit():
+        if not allow_login_attempt(request.remote_addr, form.username.data):
+            log.warning("Sign-in throttled: too many attempts from %s", request.remote_addr)
+            abort(429, description="Too many sign-in attempts. Wait a minute and try again.")
         user = db.session.scalar(select(User).where(User.username == form.username.data.strip()))
         if user is None:
             _DUMMY_USER.check_password(form.password.data)

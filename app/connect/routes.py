@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
@@ -82,6 +82,10 @@ def callback():
     try:
         authorization = take_authorization_request(request.args.get("state"), current_login_session())
         display = authorization.display
+        # An admin may have disabled the integration or limited it to other groups
+        # since the flow started.
+        if card_for(current_user, authorization.integration.id) is None:
+            raise ConnectError("This integration is no longer available to you. Nothing was stored.")
         complete_authorization(
             current_user,
             authorization,
@@ -91,9 +95,14 @@ def callback():
             iss=request.args.get("iss"),
         )
     except ConnectError as error:
-        return finish(error.integration, display, error.message, succeeded=False)
-    integration = authorization.integration
-    return finish(integration, display, f"{integration.name} is connected.", succeeded=True)
+        response = finish(error.integration, display, error.message, succeeded=False)
+    else:
+        integration = authorization.integration
+        response = finish(integration, display, f"{integration.name} is connected.", succeeded=True)
+    # This page's URL carries the authorization code: not even its own assets get it.
+    response = make_response(response)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def finish(integration: Integration | None, display: str, message: str, succeeded: bool):

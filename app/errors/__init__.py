@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, render_template
+from flask import Flask, make_response, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -17,7 +17,13 @@ log = logging.getLogger(__name__)
 def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
-        return _render(400, "The form expired or was sent from another site. Reload the page and try again.")
+        response = _render(400, "The form expired or was sent from another site. Reload the page and try again.")
+        if htmx():
+            # Usually the session changed in another tab: reload so the page and its
+            # token match the session again (or show the sign-in page).
+            response = make_response(response)
+            response.headers["HX-Refresh"] = "true"
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -39,6 +45,7 @@ TITLES = {
     405: "Method not allowed",
     413: "Request too large",
     422: "Invalid input",
+    429: "Too many requests",
     500: "Server error",
 }
 
