@@ -200,6 +200,8 @@ def authenticate(raw_key: str) -> ApiKey | None:
     if secret_matches and api_key.is_active:
         return api_key
     reason = "wrong secret" if not secret_matches else "revoked key"
+    # NOTE: each such request writes one audit row and nothing limits their rate, so a
+    # client that knows a prefix can grow the audit table as fast as it sends requests.
     log.warning("API key rejected: key %s (%s), %s", api_key.id, prefix, reason)
     audit.record(
         "api_key.use",
