@@ -14,6 +14,16 @@ from app.extensions import csrf, db, login_manager, migrate
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"
 
 
+def engine_options(database_url: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if database_url.startswith("sqlite"):
+        # A token refresh holds SQLite's write lock while it waits for the provider (up
+        # to the connect and read timeouts); other writers wait instead of failing after
+        # sqlite3's default 5 seconds.
+        options["connect_args"] = {"timeout": 30}
+    return options
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Create the app from ``PERSONAL_AUTH_*`` variables, with ``test_config`` on top."""
     # The instance folder holds the SQLite database and development secrets.
@@ -27,7 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         settings,
         SQLALCHEMY_DATABASE_URI=database_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
         TESTING=settings["ENV"] == "testing",
         SESSION_COOKIE_NAME="personal_auth_session",
         SESSION_COOKIE_HTTPONLY=True,
