@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -46,8 +47,7 @@ METADATA_HOSTNAMES = frozenset(
 #: (169.254.169.254), AWS IMDS over IPv6 (fd00:ec2::254), Alibaba Cloud (100.100.100.200)
 #: and Oracle Cloud (192.0.0.192).
 METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(address)
-    for address in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "192.0.0.192")
+    ipaddress.ip_address(address) for address in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "192.0.0.192")
 )
 
 LOOPBACK_HOSTNAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -81,11 +81,25 @@ def resolve_host(hostname: str) -> list[IPAddress]:
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
 
 
+#: Host names that may be an IPv4 address in a legacy notation (2852039166, 0xA9FEA9FE,
+#: 0251.0376.0251.0376, 169.254.43518), which HTTP clients still connect to.
+LEGACY_IPV4_PATTERN = re.compile(r"[0-9a-fA-FxX.]+")
+
+
 def _literal_address(hostname: str) -> IPAddress | None:
+    """Return the address a host name spells out, in any notation, or None for a name."""
     try:
         return ipaddress.ip_address(hostname.split("%")[0])
     except ValueError:
+        pass
+    if not LEGACY_IPV4_PATTERN.fullmatch(hostname):
         return None
+    try:
+        # AI_NUMERICHOST parses the notations above without a DNS lookup.
+        infos = socket.getaddrinfo(hostname, None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        return None
+    return ipaddress.ip_address(infos[0][4][0])
 
 
 def _unmapped(address: IPAddress) -> IPAddress:
