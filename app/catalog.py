@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from app import url_policy
 from app.models import ClientAuthMethod, GrantType
 from app.registry import ProviderInput, ValidationError
 from app.revocation_adapters import REVOCATION_METHODS
@@ -276,4 +277,17 @@ def provider_input(
         fields = template.render(parameters)
     except ParameterError as error:
         raise ValidationError({f"parameter_{name}": [message] for name, message in error.errors.items()}) from None
+
+    # A URL parameter breaks the outbound URL policy in every URL built from it, so the
+    # error is shown once, at the parameter, rather than at fields the form does not show.
+    errors = {}
+    for parameter in template.parameters:
+        if parameter.kind != "url":
+            continue
+        try:
+            url_policy.check_url(parameter.clean(parameters.get(parameter.name)))
+        except url_policy.URLPolicyError as error:
+            errors[f"parameter_{parameter.name}"] = [f"{parameter.label} {error}."]
+    if errors:
+        raise ValidationError(errors)
     return ProviderInput(name=name, client_id=client_id, client_secret=client_secret, **fields)

@@ -77,8 +77,10 @@ def test_invalid_parameter_shown_at_field(auth, admin):
 def test_metadata_address_parameter_rejected(auth, admin):
     response = create_from_catalog(auth, "gitlab", name="GitLab", parameter_base_url="https://169.254.169.254")
 
+    html = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert "cloud metadata" in response.get_data(as_text=True)
+    assert 'id="parameter_base_url-error"' in html
+    assert "GitLab URL must not point to a cloud metadata address" in html
     assert provider_named("GitLab") is None
 
 
