@@ -14,7 +14,7 @@ from datetime import timedelta
 from authlib.common.errors import AuthlibBaseError
 from flask import current_app
 from requests import RequestException
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 
 from app import audit, groups
 from app.extensions import db
@@ -56,10 +56,16 @@ class ConnectError(Exception):
 class Card:
     integration: Integration
     credential: Credential | None
+    #: False when the user still holds tokens for an integration that an admin has since
+    #: disabled, made a system integration or limited to other groups. The card then only
+    #: offers Revoke, so the user can always withdraw what they granted.
+    available: bool = True
 
     @property
     def is_mine(self) -> bool:
-        return self.credential is not None and self.credential.belongs_in_my_integrations()
+        if self.credential is None:
+            return False
+        return not self.available or self.credential.belongs_in_my_integrations()
 
 
 def redirect_uri() -> str:
@@ -74,18 +80,29 @@ def personal_integrations_query():
 
 def dashboard_cards(user: User) -> tuple[list[Card], list[Card]]:
     """Return the cards of *My Integrations* and *Integrations I can use*, in one query."""
+    available = and_(
+        Integration.integration_type == IntegrationType.PERSONAL,
+        Integration.is_enabled.is_(True),
+        groups.visible_to(user),
+    )
     rows = db.session.execute(
-        personal_integrations_query()
-        .where(groups.visible_to(user))
-        .add_columns(Credential)
+        select(Integration, Credential, available.label("available"))
         .outerjoin(
             Credential,
             and_(Credential.integration_id == Integration.id, Credential.user_id == user.id),
         )
+        .where(or_(available, Credential.id.is_not(None)))
         .order_by(Integration.name)
     ).all()
-    cards = [Card(integration, credential) for integration, credential in rows]
+    cards = [Card(integration, credential, bool(is_available)) for integration, credential, is_available in rows]
     return [card for card in cards if card.is_mine], [card for card in cards if not card.is_mine]
+
+
+def own_credential(user: User, integration_id: int) -> Credential | None:
+    """Return the user's credential for an integration, whether or not it is still available."""
+    return db.session.scalar(
+        select(Credential).where(Credential.user_id == user.id, Credential.integration_id == integration_id)
+    )
 
 
 def card_for(user: User, integration_id: int) -> Card | None:

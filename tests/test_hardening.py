@@ -134,3 +134,28 @@ def test_revocation_error_does_not_echo_token(auth, user, password_integration, 
 
 
 _ = AuthActions
+
+
+def test_unavailable_integration_can_still_be_revoked(auth, client, user, password_integration, password_server):
+    from tests.conftest import PROVIDER_PASSWORD, PROVIDER_USERNAME
+
+    auth.login("alice")
+    auth.post(
+        f"/connect/{password_integration.id}/password",
+        {"username": PROVIDER_USERNAME, "password": PROVIDER_PASSWORD, "display": "popup"},
+        token_from=f"/connect/{password_integration.id}?display=popup",
+    )
+    password_integration.is_enabled = False
+    db.session.commit()
+
+    html = client.get("/").get_data(as_text=True)
+    mine = html.partition('id="mine-heading"')[2].partition('id="available-heading"')[0]
+    assert "is no longer offered to you" in mine
+    assert "Renew<span" not in mine
+    assert client.get(f"/connect/{password_integration.id}").status_code == 404
+
+    response = auth.post(f"/integrations/{password_integration.id}/revoke", htmx=True)
+    assert response.status_code == 200
+    assert 'data-announce="Service Desk is revoked."' in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.scalar(select(Credential)) is None

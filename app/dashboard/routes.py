@@ -4,7 +4,7 @@ from flask import abort, flash, make_response, redirect, render_template, reques
 from flask_login import current_user
 
 from app.auth.sessions import role_required
-from app.connections import card_for, dashboard_cards
+from app.connections import card_for, dashboard_cards, own_credential
 from app.dashboard import bp
 from app.htmx import htmx
 from app.models import ROLE_USER
@@ -39,14 +39,19 @@ def sections():
 @role_required(ROLE_USER)
 def revoke(integration_id: int):
     """Revoke the current user's tokens for one integration."""
-    card = card_for(current_user, integration_id)
-    if card is None or card.credential is None:
+    # The user may revoke what they granted even after the integration was disabled or
+    # limited to other groups, so this looks up the credential, not the card.
+    credential = own_credential(current_user, integration_id)
+    if credential is None:
         abort(404, description="You have no tokens for this integration.")
 
-    outcome = revoke_credential(card.credential, actor_user_id=current_user.id)
+    integration = credential.integration
+    outcome = revoke_credential(credential, actor_user_id=current_user.id)
 
-    name = card.integration.name
-    if outcome.completed:
+    name = integration.name
+    if outcome.completed and card_for(current_user, integration_id) is None:
+        message = f"{name} is revoked."
+    elif outcome.completed:
         message = f"{name} is revoked and is now in Integrations I can use."
     else:
         message = f"{name} could not be revoked at the provider yet. {outcome.error} Retry the revocation."
@@ -54,7 +59,7 @@ def revoke(integration_id: int):
         flash(message, "success" if outcome.completed else "error")
         return redirect(url_for("dashboard.index"), code=303)
     mine, available = dashboard_cards(current_user)
-    return render_sections(mine, available, message, f"{card.integration.dom_id}-name")
+    return render_sections(mine, available, message, f"{integration.dom_id}-name")
 
 
 def render_sections(mine, available, announcement: str | None = None, focus: str | None = None):
