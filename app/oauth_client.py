@@ -76,6 +76,13 @@ def _normalize_token_response(response: requests.Response) -> requests.Response:
     if not isinstance(body, dict):
         return response
 
+    # Slack's oauth.v2.access returns the user's token under authed_user, beside the bot
+    # token of the workspace installation, if any. A personal integration acts as the user.
+    authed_user = body.get("authed_user")
+    if isinstance(authed_user, dict) and isinstance(authed_user.get("access_token"), str):
+        body = {**body, **authed_user, "token_type": "Bearer"}
+        body.pop("authed_user", None)
+
     if "expires_in" in body:
         seconds = _seconds(body["expires_in"])
         if seconds is None:
@@ -97,6 +104,9 @@ def provider_session(provider: Provider, **kwargs) -> OAuth2Session:
         default_timeout=(config["HTTP_CONNECT_TIMEOUT"], config["HTTP_READ_TIMEOUT"]),
         **kwargs,
     )
+    # A redirect would send the client secret and the grant to a URL the outbound URL
+    # policy never checked, so token and revocation calls follow none.
+    session.max_redirects = 0
     session.register_client_auth_method((ClientAuthMethod.CLIENT_SECRET_BASIC.value, encode_client_secret_basic))
     session.register_compliance_hook("access_token_response", _normalize_token_response)
     session.register_compliance_hook("refresh_token_response", _normalize_token_response)
@@ -202,6 +212,8 @@ def provider_error_from(exception: Exception, secrets: list[str | None]) -> Prov
         return ProviderError("network_error", "the provider did not answer in time")
     if isinstance(exception, requests.ConnectionError):
         return ProviderError("network_error", "the provider could not be reached")
+    if isinstance(exception, requests.TooManyRedirects):
+        return ProviderError("invalid_response", "the provider redirected the request; check the endpoint URL")
     if isinstance(exception, requests.HTTPError):
         status = exception.response.status_code if exception.response is not None else None
         return ProviderError("server_error", f"the provider answered HTTP {status}", status)
@@ -212,4 +224,6 @@ def provider_error_from(exception: Exception, secrets: list[str | None]) -> Prov
         )
     if isinstance(exception, ValueError):
         return ProviderError("invalid_response", "the provider's token response is not valid JSON")
+    if isinstance(exception, requests.RequestException):
+        return ProviderError("network_error", f"the request to the provider failed ({type(exception).__name__})")
     raise exception

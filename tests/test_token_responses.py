@@ -113,3 +113,41 @@ def test_error_description_secret_is_cleaned(user, integration):
     with pytest.raises(ConnectError) as raised:
         grant(user, integration)
     assert "provider-password" not in raised.value.message
+
+
+@responses.activate
+def test_slack_user_token_is_used(user, integration):
+    responses.post(
+        TOKEN_URL,
+        json={
+            "ok": True,
+            "access_token": "xoxb-bot-token",
+            "token_type": "bot",
+            "scope": "commands",
+            "authed_user": {
+                "id": "U1",
+                "scope": "chat:write,users:read",
+                "access_token": "xoxp-user",
+                "token_type": "user",
+            },
+        },
+    )
+    credential = grant(user, integration)
+    assert credential.access_token == "xoxp-user"
+    assert credential.token_type == "Bearer"
+    assert credential.granted_scopes == "chat:write users:read"
+
+
+@responses.activate
+def test_slack_error_with_ok_false(user, integration):
+    responses.post(TOKEN_URL, json={"ok": False, "error": "invalid_code"})
+    with pytest.raises(ConnectError, match="invalid_code"):
+        grant(user, integration)
+
+
+@responses.activate
+def test_token_redirect_not_followed(user, integration):
+    responses.post(TOKEN_URL, status=307, headers={"Location": "https://elsewhere.invalid/token"})
+    with pytest.raises(ConnectError, match="redirected the request"):
+        grant(user, integration)
+    assert len(responses.calls) == 1
