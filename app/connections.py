@@ -14,7 +14,7 @@ from datetime import timedelta
 from authlib.common.errors import AuthlibBaseError
 from flask import current_app
 from requests import RequestException
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, delete, or_, select
 
 from app import audit, groups
 from app.extensions import db
@@ -142,6 +142,8 @@ def start_authorization(user: User, login_session: LoginSession, integration: In
     if code_verifier:
         request.set_code_verifier(code_verifier)
     db.session.add(request)
+    # Expired requests are never used again; removing them here keeps the table small.
+    db.session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.expires_at <= utcnow()))
     db.session.commit()
 
     session = provider_session(

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from authlib.common.errors import AuthlibBaseError
+from authlib.integrations.base_client.errors import MismatchingStateError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, current_app, request
+from flask import Flask, current_app, request, session
 from requests import RequestException
 from sqlalchemy import select
 
@@ -23,7 +24,7 @@ from app.accounts import MAX_DISPLAY_NAME_LENGTH, AccountError, clean_email, fin
 from app.config import ENV_PREFIX, ConfigError
 from app.extensions import db
 from app.models import ROLE_USER, ROLES, Group, User
-from app.oauth_client import clean_provider_text
+from app.oauth_client import clean_error_code, clean_provider_text
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,15 @@ def fetch_identity() -> Identity:
     issuer = metadata["issuer"]
     error = request.args.get("error")
     if error:
-        log.info("SSO rejected by the identity provider: error %s", error[:64])
-        text = clean_provider_text(error, [])
+        # Only an answer to a sign-in this browser started is shown, so a crafted link
+        # cannot put its own text on this page.
+        client = _client()
+        state = request.args.get("state") or ""
+        if client.framework.get_state_data(session, state) is None:
+            raise SsoError(_failure_message(MismatchingStateError()))
+        client.framework.clear_state_data(session, state)
+        text = clean_error_code(error)
+        log.info("SSO rejected by the identity provider: error %s", text)
         detail = clean_provider_text(request.args.get("error_description"), [])
         reason = f"{text}: {detail}" if detail else text
         raise SsoError(f"The identity provider did not sign you in ({reason}). Try again.", status=403)

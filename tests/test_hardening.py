@@ -159,3 +159,40 @@ def test_unavailable_integration_can_still_be_revoked(auth, client, user, passwo
     assert 'data-announce="Service Desk is revoked."' in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.scalar(select(Credential)) is None
+
+
+def test_sso_error_without_own_state_shows_no_text(app, client, monkeypatch):
+    from app import sso
+
+    monkeypatch.setattr(sso, "is_enabled", lambda: True)
+    monkeypatch.setattr(sso, "_metadata", lambda: {"issuer": "https://idp.invalid"})
+    monkeypatch.setattr(sso, "_client", lambda: _FakeClient())
+    response = client.get("/auth/sso/callback?error=access_denied&error_description=Call%20helpdesk%20at%20555")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Call helpdesk" not in html
+    assert "invalid state" in html
+
+
+class _FakeClient:
+    class framework:
+        @staticmethod
+        def get_state_data(session, state):
+            return None
+
+
+def test_expired_authorization_requests_are_removed(auth, client, user, oidc_integration):
+    from datetime import timedelta
+
+    from app.models import AuthorizationRequest, utcnow
+
+    auth.login("alice")
+    for _ in range(3):
+        client.get(f"/connect/{oidc_integration.id}?display=popup")
+    for request in db.session.scalars(select(AuthorizationRequest)):
+        request.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+
+    client.get(f"/connect/{oidc_integration.id}?display=popup")
+    db.session.expire_all()
+    assert len(db.session.scalars(select(AuthorizationRequest)).all()) == 1
