@@ -166,15 +166,8 @@ def new_integration():
     form = IntegrationForm(list_providers())
     form.allowed_groups.choices = group_choices()
     if form.validate_on_submit():
-        try:
-            allowed_groups = groups_with_ids(form.allowed_groups.data or [])
-            integration = save_integration(form.to_input(), actor_user_id=current_user.id)
-        except GroupError as error:
-            show_errors(form, {"allowed_groups": [sentence(error)]})
-        except ValidationError as error:
-            show_errors(form, error.errors)
-        else:
-            set_integration_groups(integration, allowed_groups, actor_user_id=current_user.id)
+        integration = submit_integration(form)
+        if integration is not None:
             flash(f"Integration {integration.name} is created.", "success")
             return see_other("admin.integrations")
     return render_form("admin/integration_form.html", form, integration=None)
@@ -186,19 +179,25 @@ def edit_integration(integration_id: int):
     integration = get_or_404(Integration, integration_id)
     form = IntegrationForm(list_providers(), data=IntegrationForm.stored_values(integration))
     form.allowed_groups.choices = group_choices()
-    if form.validate_on_submit():
-        try:
-            allowed_groups = groups_with_ids(form.allowed_groups.data or [])
-            save_integration(form.to_input(), existing=integration, actor_user_id=current_user.id)
-        except GroupError as error:
-            show_errors(form, {"allowed_groups": [sentence(error)]})
-        except ValidationError as error:
-            show_errors(form, error.errors)
-        else:
-            set_integration_groups(integration, allowed_groups, actor_user_id=current_user.id)
-            flash(f"Integration {integration.name} is saved.", "success")
-            return see_other("admin.integrations")
+    if form.validate_on_submit() and submit_integration(form, integration) is not None:
+        flash(f"Integration {integration.name} is saved.", "success")
+        return see_other("admin.integrations")
     return render_form("admin/integration_form.html", form, integration=integration)
+
+
+def submit_integration(form: IntegrationForm, existing: Integration | None = None) -> Integration | None:
+    """Save the integration and its allowed groups, or put the errors on the form and return None."""
+    try:
+        allowed_groups = groups_with_ids(form.allowed_groups.data or [])
+        integration = save_integration(form.to_input(), existing=existing, actor_user_id=current_user.id)
+    except GroupError as error:
+        show_errors(form, {"allowed_groups": [sentence(error)]})
+        return None
+    except ValidationError as error:
+        show_errors(form, error.errors)
+        return None
+    set_integration_groups(integration, allowed_groups, actor_user_id=current_user.id)
+    return integration
 
 
 @bp.route("/integrations/<int:integration_id>/delete", methods=["GET", "POST"])
