@@ -33,6 +33,7 @@ def install_request_guards(app: Flask) -> None:
         if any("\x00" in value for value in values):
             abort(400, description="The request contains a NUL character, which no field accepts.")
 
+
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",

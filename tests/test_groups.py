@@ -104,9 +104,9 @@ def test_dashboard_query_count_is_constant_with_groups(app, auth, client, user, 
     assert "Integration 23" in html
     # Integration 21 is limited to another group; the card stays only because the user
     # still holds tokens, and it offers nothing but Revoke.
-    assert "Authenticate<span class=\"visually-hidden\"> Integration 21<" not in html
-    assert "Renew<span class=\"visually-hidden\"> Integration 21<" not in html
-    assert "Revoke<span class=\"visually-hidden\"> Integration 21<" in html
+    assert 'Authenticate<span class="visually-hidden"> Integration 21<' not in html
+    assert 'Renew<span class="visually-hidden"> Integration 21<' not in html
+    assert 'Revoke<span class="visually-hidden"> Integration 21<' in html
 
 
 @pytest.mark.parametrize(
