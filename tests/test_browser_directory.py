@@ -99,10 +99,23 @@ def sign_in_locally(page, base_url: str, username: str) -> None:
 def test_group_limited_integration_and_offboarding(new_page, live_app, oidc_server):
     app, server = live_app
 
-    # The admin creates the provider from its discovery document, a group team-a, and
-    # the integration Code Hub limited to team-a.
+    # The admin creates a provider from the catalog, one from its discovery document, a
+    # group team-a, and the integration Code Hub limited to team-a.
     admin = new_page()
     sign_in_locally(admin, server.url, "root-admin")
+
+    # A second provider comes from the catalog: the company's ServiceNow instance.
+    admin.goto(server.url + "/admin/providers/catalog")
+    admin.get_by_role("link", name="Use the ServiceNow (password) template").click()
+    admin.get_by_label("Instance host").fill("acme.service-now.com")
+    admin.get_by_label("Client ID").fill("servicenow-client")
+    admin.get_by_label("Client secret").fill("servicenow-secret-value")
+    admin.get_by_role("button", name="Create provider").click()
+    admin.get_by_text("ServiceNow (password)").first.wait_for()
+    assert re.search(r"/admin/providers/\d+/edit$", admin.url)
+    assert admin.get_by_label("Token URL").input_value() == "https://acme.service-now.com/oauth_token.do"
+    assert "servicenow-secret-value" not in admin.content()
+
     admin.goto(server.url + "/admin/providers/discover")
     admin.get_by_label("Issuer URL").fill(oidc_server.issuer)
     admin.get_by_label("Name").fill("Test OIDC")
