@@ -31,6 +31,7 @@ _PARAMETER_PATTERN = re.compile(
     + r"))(?P<separator>=|\"\s*:\s*\"|'\s*:\s*')(?P<value>[^&\s\"',;]+)",
     re.IGNORECASE,
 )
+_ANSI_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _AUTHORIZATION_PATTERN = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
@@ -50,7 +51,8 @@ class RedactingFilter(logging.Filter):
         except (TypeError, ValueError):
             return True
         # Control characters in a value from a request could start a forged log line.
-        redacted = _CONTROL_CHARACTERS.sub(lambda match: repr(match[0])[1:-1], redact(message))
+        # Terminal colour codes, as in Werkzeug's request lines, are dropped first.
+        redacted = _CONTROL_CHARACTERS.sub(lambda match: repr(match[0])[1:-1], _ANSI_COLOURS.sub("", redact(message)))
         if redacted != message:
             record.msg = redacted
             record.args = None

@@ -64,3 +64,17 @@ def test_redacting_formatter_covers_tracebacks():
             "app", logging.ERROR, __file__, 1, "failed", None, (type(error), error, error.__traceback__)
         )
     assert "tGzv3JOkF0XG5Qx2TlKWIA" not in RedactingFormatter().format(record)
+
+
+def test_colour_codes_dropped_from_request_lines():
+    record = logging.LogRecord(
+        "werkzeug",
+        logging.INFO,
+        __file__,
+        1,
+        "%s",
+        ('"\x1b[32mPOST /integrations/1/revoke HTTP/1.1\x1b[0m" 200 -',),
+        None,
+    )
+    RedactingFilter().filter(record)
+    assert record.getMessage() == '"POST /integrations/1/revoke HTTP/1.1" 200 -'
