@@ -261,6 +261,9 @@ def save_integration(
         data.error("name", "Name is required.")
     elif len(name) > 100:
         data.error("name", "Name is too long: use at most 100 characters.")
+    elif name.isdecimal():
+        # The token API and API key scopes accept an integration's id or its name.
+        data.error("name", f"Name {name!r} is only digits and would read as an id: add a letter.")
     else:
         duplicate = db.session.scalar(select(Integration).where(func.lower(Integration.name) == name.lower()))
         if duplicate is not None and duplicate is not existing:

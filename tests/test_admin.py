@@ -335,6 +335,7 @@ def test_integration_list_shows_type_and_provider(admin, client, make_provider, 
         ({"integration_type": "shared"}, "integration_type", "is not supported"),
         ({"api_base_url": "api.codehub.invalid"}, "api_base_url", "is not an absolute http(s) URL"),
         ({"name": "code hub"}, "name", "already exists"),
+        ({"name": "365"}, "name", "would read as an id"),
     ],
 )
 def test_integration_error_next_to_field(admin, auth, make_provider, make_integration, changes, field, message):
