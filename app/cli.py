@@ -179,6 +179,8 @@ def ensure_admin_command(username: str) -> None:
                 f"{error}. Grant it the role with `flask users set-roles {username} --role {ROLE_ADMIN} "
                 f"--role {ROLE_USER}` and `flask users activate {username}`, or pass another --username"
             )
+        if error.field == "password" and not generated:
+            fail(f"{ADMIN_PASSWORD_VARIABLE}: {error}")
         fail(str(error))
 
     if not created:

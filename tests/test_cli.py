@@ -436,3 +436,9 @@ def test_keys_generate_differs_each_time(runner):
     second = invoke(runner, "keys", "generate").output
 
     assert set(first.splitlines()).isdisjoint(second.splitlines())
+
+
+def test_ensure_admin_short_password_names_variable(runner):
+    result = runner.invoke(args=["users", "ensure-admin"], env={"PERSONAL_AUTH_ADMIN_PASSWORD": "short"})
+    assert result.exit_code == 1
+    assert "PERSONAL_AUTH_ADMIN_PASSWORD: password is too short" in result.output
