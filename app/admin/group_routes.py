@@ -8,8 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
 
 from app.admin import bp
-from app.admin.forms import ConfirmDeleteForm
-from app.admin.routes import get_or_404, render_form, see_other, show_errors
+from app.admin.routes import confirm_delete, get_or_404, render_form, see_other, show_errors
 from app.auth.sessions import role_required
 from app.groups import GroupError, GroupInput, delete_blocker, delete_group, list_groups, save_group
 from app.models import ROLE_ADMIN, Group
@@ -70,18 +69,13 @@ def edit_group(group_id: int):
 def confirm_delete_group(group_id: int):
     """Ask before deleting a group, naming the integrations that it opens up."""
     group = get_or_404(Group, group_id)
-    form = ConfirmDeleteForm()
-    context = {
-        "kind": "group",
-        "name": group.name,
-        "cancel_url": url_for("admin.edit_group", group_id=group.id),
-        "consequence": f"Its {len(group.members)} members lose the integrations that only this group opens.",
-    }
-    if form.validate_on_submit():
-        try:
-            delete_group(group, actor_user_id=current_user.id)
-        except GroupError as error:
-            return render_template("admin/confirm_delete.html", form=form, blocker=str(error), **context), 409
-        flash(f"Group {context['name']} is deleted.", "success")
-        return see_other("admin.groups")
-    return render_template("admin/confirm_delete.html", form=form, blocker=delete_blocker(group), **context)
+    return confirm_delete(
+        "group",
+        group.name,
+        url_for("admin.edit_group", group_id=group.id),
+        f"Its {len(group.members)} members lose the integrations that only this group opens.",
+        delete=lambda: delete_group(group, actor_user_id=current_user.id),
+        blocker=lambda: delete_blocker(group),
+        in_use_error=GroupError,
+        list_endpoint="admin.groups",
+    )

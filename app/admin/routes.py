@@ -3,6 +3,8 @@ app.accounts, then renders the page again (422 on invalid input) or redirects wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -74,6 +76,34 @@ def see_other(endpoint: str, **values):
     return redirect(url_for(endpoint, **values), code=303)
 
 
+def confirm_delete(
+    kind: str,
+    name: str,
+    cancel_url: str,
+    consequence: str,
+    delete: Callable[[], None],
+    blocker: Callable[[], str | None],
+    in_use_error: type[Exception],
+    list_endpoint: str,
+):
+    """Show the confirmation page of a delete; on a confirmed POST call ``delete``.
+
+    ``delete`` raises ``in_use_error`` when something still depends on the row, and the
+    page then shows that message with status 409. ``blocker`` names such a dependency
+    before the admin confirms.
+    """
+    form = ConfirmDeleteForm()
+    context = {"kind": kind, "name": name, "cancel_url": cancel_url, "consequence": consequence}
+    if form.validate_on_submit():
+        try:
+            delete()
+        except in_use_error as error:
+            return render_template("admin/confirm_delete.html", form=form, blocker=str(error), **context), 409
+        flash(f"{kind.capitalize()} {name} is deleted.", "success")
+        return see_other(list_endpoint)
+    return render_template("admin/confirm_delete.html", form=form, blocker=blocker(), **context)
+
+
 @bp.route("/")
 @role_required(ROLE_ADMIN)
 def index():
@@ -133,22 +163,16 @@ def edit_provider(provider_id: int):
 def confirm_delete_provider(provider_id: int):
     """Ask before deleting a provider. POST deletes it unless an integration uses it."""
     provider = get_or_404(Provider, provider_id)
-    form = ConfirmDeleteForm()
-    context = {
-        "kind": "provider",
-        "name": provider.name,
-        "cancel_url": url_for("admin.edit_provider", provider_id=provider.id),
-        "consequence": "Its client ID and client secret are removed from Personal Auth.",
-    }
-    if form.validate_on_submit():
-        try:
-            delete_provider(provider, actor_user_id=current_user.id)
-        except InUseError as error:
-            return render_template("admin/confirm_delete.html", form=form, blocker=str(error), **context), 409
-        flash(f"Provider {context['name']} is deleted.", "success")
-        return see_other("admin.providers")
-    blocker = provider_delete_blocker(provider)
-    return render_template("admin/confirm_delete.html", form=form, blocker=blocker, **context)
+    return confirm_delete(
+        "provider",
+        provider.name,
+        url_for("admin.edit_provider", provider_id=provider.id),
+        "Its client ID and client secret are removed from Personal Auth.",
+        delete=lambda: delete_provider(provider, actor_user_id=current_user.id),
+        blocker=lambda: provider_delete_blocker(provider),
+        in_use_error=InUseError,
+        list_endpoint="admin.providers",
+    )
 
 
 # Integrations ------------------------------------------------------------------------
@@ -205,22 +229,16 @@ def submit_integration(form: IntegrationForm, existing: Integration | None = Non
 def confirm_delete_integration(integration_id: int):
     """Ask before deleting an integration. POST deletes it unless a user has tokens for it."""
     integration = get_or_404(Integration, integration_id)
-    form = ConfirmDeleteForm()
-    context = {
-        "kind": "integration",
-        "name": integration.name,
-        "cancel_url": url_for("admin.edit_integration", integration_id=integration.id),
-        "consequence": "Users can no longer connect it, and services can no longer use it.",
-    }
-    if form.validate_on_submit():
-        try:
-            delete_integration(integration, actor_user_id=current_user.id)
-        except InUseError as error:
-            return render_template("admin/confirm_delete.html", form=form, blocker=str(error), **context), 409
-        flash(f"Integration {context['name']} is deleted.", "success")
-        return see_other("admin.integrations")
-    blocker = integration_delete_blocker(integration)
-    return render_template("admin/confirm_delete.html", form=form, blocker=blocker, **context)
+    return confirm_delete(
+        "integration",
+        integration.name,
+        url_for("admin.edit_integration", integration_id=integration.id),
+        "Users can no longer connect it, and services can no longer use it.",
+        delete=lambda: delete_integration(integration, actor_user_id=current_user.id),
+        blocker=lambda: integration_delete_blocker(integration),
+        in_use_error=InUseError,
+        list_endpoint="admin.integrations",
+    )
 
 
 # Users -------------------------------------------------------------------------------
