@@ -26,7 +26,7 @@ def engine_options(database_url: str) -> dict[str, Any]:
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Create the app from ``PERSONAL_AUTH_*`` variables, with ``test_config`` on top."""
-    # The instance folder holds the SQLite database and development secrets.
+    # The instance folder contains the SQLite database and development secrets.
     instance_path = os.environ.get("PERSONAL_AUTH_INSTANCE_PATH") or None
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     settings = load_settings(os.environ, test_config)

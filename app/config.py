@@ -41,10 +41,10 @@ DEFAULTS: dict[str, Any] = {
     #: and by ``flask tokens refresh-due``.
     "REFRESH_MARGIN": 300,
     #: Seconds after a refresh during which the token is not refreshed again, whatever
-    #: its expiry says, so that a provider that issues short-lived tokens causes no loop.
+    #: its stated expiry, so that a provider that issues short-lived tokens causes no loop.
     "REFRESH_MIN_INTERVAL": 60,
     #: Attempts at the token endpoint within one refresh when the provider is unreachable
-    #: or answers HTTP 5xx; the pause between them starts at REFRESH_RETRY_DELAY seconds
+    #: or responds with HTTP 5xx; the pause between them starts at REFRESH_RETRY_DELAY seconds
     #: and doubles.
     "REFRESH_ATTEMPTS": 3,
     "REFRESH_RETRY_DELAY": 0.5,

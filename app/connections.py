@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 class ConnectError(Exception):
-    """Connecting failed; ``message`` is safe to show and says what to do next."""
+    """Connecting failed; ``message`` is safe to show and tells the user what to do next."""
 
     def __init__(self, message: str, integration: Integration | None = None):
         super().__init__(message)
@@ -107,7 +107,7 @@ def own_credential(user: User, integration_id: int) -> Credential | None:
 
 def card_for(user: User, integration_id: int) -> Card | None:
     # A user outside the integration's groups gets None, as for an unknown id, so every
-    # connect and revoke route answers 404 without revealing that the integration exists.
+    # connect and revoke route returns 404 without revealing that the integration exists.
     integration = db.session.scalar(
         personal_integrations_query().where(Integration.id == integration_id, groups.visible_to(user))
     )

@@ -28,7 +28,7 @@ MAX_DOCUMENT_BYTES = 256 * 1024
 
 
 class DiscoveryError(Exception):
-    """Discovery failed; the message says which URL, what was wrong and what to do."""
+    """Discovery failed; the message names the URL, what was wrong and what to do."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def _get_document(url: str) -> object | None:
             stream=True,
         )
     except requests.Timeout:
-        raise DiscoveryError(f"{url} did not answer in time. Check the issuer URL and try again.") from None
+        raise DiscoveryError(f"{url} did not respond in time. Check the issuer URL and try again.") from None
     except requests.RequestException as error:
         log.info("Metadata request failed: %s (%s)", url, type(error).__name__)
         raise DiscoveryError(f"{url} could not be reached. Check the issuer URL and the network.") from None
@@ -164,7 +164,7 @@ def _get_document(url: str) -> object | None:
                 "server uses in its metadata."
             )
         if response.status_code != 200:
-            raise DiscoveryError(f"{url} answered HTTP {response.status_code}.")
+            raise DiscoveryError(f"{url} responded with HTTP {response.status_code}.")
         body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
     if len(body) > MAX_DOCUMENT_BYTES:
         raise DiscoveryError(f"The document at {url} is larger than {MAX_DOCUMENT_BYTES // 1024} KiB.")

@@ -75,7 +75,7 @@ class CredentialStatus(enum.StrEnum):
 
 
 class CredentialState(enum.StrEnum):
-    """What a dashboard card shows, derived from the status and the token expiry times."""
+    """State of a dashboard card, derived from the status and the token expiry times."""
 
     ACTIVE = "active"
     EXPIRING_SOON = "expiring_soon"
@@ -204,7 +204,7 @@ def hash_token(token: str) -> str:
 
 
 class LoginSession(db.Model):
-    """A signed-in browser. The cookie holds the raw id; the table holds its hash, so
+    """A signed-in browser. The cookie contains the raw id and the table its hash, so
     a copy of the database cannot be used to sign in."""
 
     __tablename__ = "login_sessions"
@@ -329,7 +329,7 @@ class Credential(db.Model):
     token_type: Mapped[str] = mapped_column(String(40), default="Bearer")
     granted_scopes: Mapped[str] = mapped_column(String(2000), default="")
     access_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: None when the provider did not say; such a refresh token counts as unexpired.
+    #: None when the provider stated no lifetime; such a refresh token counts as unexpired.
     refresh_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     connected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -59,7 +59,7 @@ def encode_client_secret_basic(client, method, uri, headers, body):
 def _normalize_token_response(response: requests.Response) -> requests.Response:
     """Rewrite a token response into the JSON that Authlib expects.
 
-    Some providers answer with a form-encoded or plain-text body, and some send
+    Some providers respond with a form-encoded or plain-text body, and some send
     ``expires_in`` as a string or as text that is not a number. Authlib 1.9 computes
     ``expires_at`` with ``int(expires_in)`` and fails on such text, so a non-numeric
     value is dropped here and the expiry counts as not stated.
@@ -149,7 +149,7 @@ def parse_token_response(token: dict, now: datetime | None = None, default_lifet
     """Validate a token endpoint response and compute absolute expiry times.
 
     ``expires_in`` may be a number or a string. A missing, zero or negative value means
-    the provider did not say: the access token then lives ``default_lifetime`` seconds
+    the provider stated no lifetime. The access token then lives ``default_lifetime`` seconds
     (the provider's ``default_token_lifetime``), or has no known expiry when that is
     None, rather than counting as already expired.
     """
@@ -209,14 +209,14 @@ def provider_error_from(exception: Exception, secrets: list[str | None]) -> Prov
     if isinstance(exception, ProviderError):
         return exception
     if isinstance(exception, requests.Timeout):
-        return ProviderError("network_error", "the provider did not answer in time")
+        return ProviderError("network_error", "the provider did not respond in time")
     if isinstance(exception, requests.ConnectionError):
         return ProviderError("network_error", "the provider could not be reached")
     if isinstance(exception, requests.TooManyRedirects):
         return ProviderError("invalid_response", "the provider redirected the request; check the endpoint URL")
     if isinstance(exception, requests.HTTPError):
         status = exception.response.status_code if exception.response is not None else None
-        return ProviderError("server_error", f"the provider answered HTTP {status}", status)
+        return ProviderError("server_error", f"the provider responded with HTTP {status}", status)
     if isinstance(exception, AuthlibBaseError):
         return ProviderError(
             clean_error_code(exception.error),

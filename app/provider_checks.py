@@ -2,7 +2,7 @@
 
 Three kinds of check, each reported in plain words:
 
-* every configured endpoint answers HTTP at all (any status counts as reachable);
+* every configured endpoint responds over HTTP at all (any status counts as reachable);
 * with an issuer, the server's metadata names that issuer and lists the same endpoints;
 * the token endpoint accepts the client ID and secret. A token request with a made-up
   authorization code (or made-up user credentials for the password grant) cannot
@@ -50,12 +50,12 @@ def _timeout() -> tuple[float, float]:
 
 def _request_url(provider: Provider, url: str) -> str:
     # Revocation adapters fill these in per request; a placeholder value is enough to
-    # see whether the host answers.
+    # see whether the host responds.
     return url.replace("{client_id}", provider.client_id).replace("{token}", "check")
 
 
 def check_reachable(name: str, method: str, url: str) -> CheckResult:
-    """Send one request without credentials; any HTTP answer means the endpoint is reachable."""
+    """Send one request without credentials; any HTTP response means the endpoint is reachable."""
     try:
         url_policy.check_request_url(url)
     except url_policy.URLPolicyError as error:
@@ -63,11 +63,11 @@ def check_reachable(name: str, method: str, url: str) -> CheckResult:
     try:
         response = requests.request(method, url, timeout=_timeout(), allow_redirects=False)
     except requests.Timeout:
-        return CheckResult(name, Status.FAILED, f"{url} did not answer within the timeout.")
+        return CheckResult(name, Status.FAILED, f"{url} did not respond within the timeout.")
     except requests.RequestException as error:
         log.info("Endpoint check failed: %s (%s)", url, type(error).__name__)
         return CheckResult(name, Status.FAILED, f"{url} could not be reached ({type(error).__name__}).")
-    return CheckResult(name, Status.PASSED, f"{url} answered HTTP {response.status_code}.")
+    return CheckResult(name, Status.PASSED, f"{url} responded with HTTP {response.status_code}.")
 
 
 def check_endpoints(provider: Provider) -> list[CheckResult]:
@@ -131,7 +131,7 @@ def check_client_credentials(provider: Provider) -> CheckResult:
         code = clean_provider_text(error.error, [provider.client_secret])[:64]
         return _credentials_result(name, code)
     except requests.Timeout:
-        return CheckResult(name, Status.FAILED, "The token URL did not answer within the timeout.")
+        return CheckResult(name, Status.FAILED, "The token URL did not respond within the timeout.")
     except requests.TooManyRedirects:
         return CheckResult(
             name, Status.FAILED, "The token URL redirects elsewhere. Enter the URL that the redirect leads to."
@@ -139,7 +139,7 @@ def check_client_credentials(provider: Provider) -> CheckResult:
     except requests.RequestException as error:
         return CheckResult(name, Status.FAILED, f"The token URL could not be reached ({type(error).__name__}).")
     except ValueError:
-        return CheckResult(name, Status.UNKNOWN, "The token URL answered with something that is not JSON.")
+        return CheckResult(name, Status.UNKNOWN, "The token URL responded with something that is not JSON.")
     return CheckResult(name, Status.UNKNOWN, "The token URL accepted a made-up grant, which it should not.")
 
 
@@ -153,19 +153,19 @@ CLIENT_REJECTED_ERRORS = ("invalid_client", "incorrect_client_credentials")
 def _credentials_result(name: str, code: str) -> CheckResult:
     if code in AUTHENTICATED_ERRORS:
         return CheckResult(
-            name, Status.PASSED, f"The token URL answered {code} to a made-up grant, so the client authenticated."
+            name, Status.PASSED, f"The token URL returned {code} for a made-up grant, so the client authenticated."
         )
     if code in CLIENT_REJECTED_ERRORS:
         return CheckResult(
             name,
             Status.FAILED,
-            f"The token URL answered {code}: the client ID or secret is wrong, or the client "
+            f"The token URL returned {code}: the client ID or secret is wrong, or the client "
             "authentication method differs from the one the provider expects.",
         )
     return CheckResult(
         name,
         Status.UNKNOWN,
-        f"The token URL answered {code or 'an error without a code'}, which does not tell whether "
+        f"The token URL returned {code or 'an error without a code'}, which does not tell whether "
         "the client authenticated.",
     )
 

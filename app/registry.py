@@ -149,7 +149,7 @@ def _validate_provider(data: ProviderInput, existing: Provider | None) -> dict:
 RESERVED_AUTHORIZATION_PARAMS = frozenset(
     {"response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"}
 )
-#: Longest default token lifetime accepted, in seconds: one year.
+#: Maximum default token lifetime accepted, in seconds: one year.
 MAX_TOKEN_LIFETIME = 365 * 24 * 3600
 
 

@@ -66,7 +66,7 @@ def revoke_credential(credential: Credential, actor_user_id: int | None = None) 
                     status = response.status_code
                     raise ProviderError(
                         _error_code(response),
-                        f"the provider answered HTTP {status}",
+                        f"the provider responded with HTTP {status}",
                         status,
                     )
             else:

@@ -56,7 +56,7 @@ def _failure(response: requests.Response, error: str | None = None) -> ProviderE
         code = "server_error"
     return ProviderError(
         clean_provider_text(code, [])[:64] or "server_error",
-        f"the provider answered HTTP {response.status_code}",
+        f"the provider responded with HTTP {response.status_code}",
         response.status_code,
     )
 

@@ -151,7 +151,7 @@ def fetch_identity() -> Identity:
     issuer = metadata["issuer"]
     error = request.args.get("error")
     if error:
-        # Only an answer to a sign-in this browser started is shown, so a crafted link
+        # Only the response to a sign-in that this browser started is shown, so a crafted link
         # cannot put its own text on this page.
         client = _client()
         state = request.args.get("state") or ""

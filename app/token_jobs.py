@@ -129,7 +129,7 @@ def _retry_revocation(credential_id: int, summary: JobSummary) -> None:
     """
     # NOTE: a claim lasts RETRY_BACKOFF_BASE seconds at least; a revocation call that
     # takes longer (two tokens, each up to the connect and read timeouts) could be
-    # retried by a second host at the same time, which providers answer like a repeat.
+    # retried by a second host at the same time, which providers treat like a repeat.
     rows = lock_rows(select(Credential).where(Credential.id == credential_id), skip_locked=True)
     if not rows or not revocation_is_due(rows[0]):
         db.session.commit()

@@ -1,4 +1,4 @@
-"""Token endpoint answers that a real server cannot be made to send, replayed with responses."""
+"""Token endpoint responses that a real server cannot be made to send, replayed with responses."""
 
 import pytest
 import responses

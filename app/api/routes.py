@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 
-#: Endpoints that answer without an API key.
+#: Endpoints that respond without an API key.
 PUBLIC_ENDPOINTS = {"api.openapi"}
 
 #: Methods the catch-all route takes, so that unknown paths and methods get JSON too.
@@ -33,7 +33,7 @@ def json_error(status: int, error: str, message: str, headers: dict[str, str] | 
 
 @bp.before_request
 def require_api_key():
-    """Load the bearer API key into ``g.api_key``, or answer 401 as RFC 6750 describes."""
+    """Load the bearer API key into ``g.api_key``, or return 401 as RFC 6750 describes."""
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     authorization = request.authorization
@@ -86,7 +86,7 @@ def openapi():
 @bp.route("/", defaults={"path": ""}, methods=ALL_METHODS)
 @bp.route("/<path:path>", methods=ALL_METHODS)
 def unknown(path: str):
-    """Answer 405 for a known path with another method, else 404, in JSON."""
+    """Return 405 for a known path with another method, else 404, in JSON."""
     adapter = current_app.url_map.bind_to_environ(request.environ)
     try:
         endpoint, _ = adapter.match(method="GET")

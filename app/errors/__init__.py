@@ -1,4 +1,4 @@
-"""Error pages that say what failed and never show internals."""
+"""Error pages that state what failed and never show internals."""
 
 from __future__ import annotations
 
