@@ -20,16 +20,22 @@ from authlib.common.errors import AuthlibBaseError
 from flask import current_app
 
 from app.models import Provider
-from app.oauth_client import ProviderError, clean_provider_text, encode_client_secret_basic, provider_session
+from app.oauth_client import ProviderError, clean_error_code, encode_client_secret_basic, provider_session
 
 log = logging.getLogger(__name__)
 
 Adapter = Callable[[Provider, str, str], None]
 
 
-def _timeout() -> tuple[float, float]:
+def _send(method: str, url: str, **kwargs) -> requests.Response:
+    """Send one request with the configured timeouts, following no redirect.
+
+    A redirect would carry the token to a URL that the outbound URL policy never
+    checked, so a 3xx response counts as a failure.
+    """
     config = current_app.config
-    return config["HTTP_CONNECT_TIMEOUT"], config["HTTP_READ_TIMEOUT"]
+    timeout = (config["HTTP_CONNECT_TIMEOUT"], config["HTTP_READ_TIMEOUT"])
+    return requests.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
 
 
 def _basic_auth_header(provider: Provider) -> dict[str, str]:
@@ -55,7 +61,7 @@ def _failure(response: requests.Response, error: str | None = None) -> ProviderE
     if not isinstance(code, str):
         code = "server_error"
     return ProviderError(
-        clean_provider_text(code, [])[:64] or "server_error",
+        clean_error_code(code),
         f"the provider responded with HTTP {response.status_code}",
         response.status_code,
     )
@@ -73,7 +79,7 @@ def revoke_github(provider: Provider, token: str, token_type_hint: str) -> None:
         return
     url = (provider.revocation_url or "").replace("{client_id}", quote(provider.client_id, safe=""))
     headers = {"Accept": "application/vnd.github+json", **_basic_auth_header(provider)}
-    response = requests.delete(url, json={"access_token": token}, headers=headers, timeout=_timeout())
+    response = _send("DELETE", url, json={"access_token": token}, headers=headers)
     if response.status_code in (204, 404):
         return
     raise _failure(response)
@@ -85,7 +91,7 @@ def revoke_google(provider: Provider, token: str, token_type_hint: str) -> None:
     Google returns 400 ``invalid_token`` for a token that is already revoked or expired,
     which happens to the access token once its refresh token was revoked.
     """
-    response = requests.post(provider.revocation_url or "", data={"token": token}, timeout=_timeout())
+    response = _send("POST", provider.revocation_url or "", data={"token": token})
     if response.status_code == 200:
         return
     if response.status_code == 400 and _json_body(response).get("error") == "invalid_token":
@@ -94,10 +100,10 @@ def revoke_google(provider: Provider, token: str, token_type_hint: str) -> None:
 
 
 def _dropbox_revoke(provider: Provider, access_token: str) -> requests.Response:
-    return requests.post(
+    return _send(
+        "POST",
         provider.revocation_url or "",
         headers={"Authorization": f"Bearer {access_token}"},
-        timeout=_timeout(),
     )
 
 
@@ -128,11 +134,11 @@ def revoke_salesforce(provider: Provider, token: str, token_type_hint: str) -> N
     Salesforce returns 400 with ``invalid_token`` for a token it does not know, such as an
     access token already revoked with its refresh token.
     """
-    response = requests.post(
+    response = _send(
+        "POST",
         provider.revocation_url or "",
         data={"token": token},
         headers={"Content-Type": "application/x-www-form-urlencoded"},
-        timeout=_timeout(),
     )
     if response.status_code == 200:
         return
@@ -143,10 +149,10 @@ def revoke_salesforce(provider: Provider, token: str, token_type_hint: str) -> N
 
 def revoke_box(provider: Provider, token: str, token_type_hint: str) -> None:
     """POST ``client_id``, ``client_secret`` and ``token`` form-encoded to ``/oauth2/revoke``."""
-    response = requests.post(
+    response = _send(
+        "POST",
         provider.revocation_url or "",
         data={"client_id": provider.client_id, "client_secret": provider.client_secret or "", "token": token},
-        timeout=_timeout(),
     )
     if response.status_code == 200:
         return
@@ -165,10 +171,10 @@ def revoke_slack(provider: Provider, token: str, token_type_hint: str) -> None:
         # Whether Slack then still accepts it is not verified.
         log.info("Slack refresh token dropped without a call, provider %s", provider.id)
         return
-    response = requests.post(
+    response = _send(
+        "POST",
         provider.revocation_url or "",
         headers={"Authorization": f"Bearer {token}"},
-        timeout=_timeout(),
     )
     body = _json_body(response)
     if response.status_code == 200 and body.get("ok") is True:
@@ -188,7 +194,7 @@ def revoke_hubspot(provider: Provider, token: str, token_type_hint: str) -> None
         log.info("HubSpot access token dropped; it expires on its own, provider %s", provider.id)
         return
     url = (provider.revocation_url or "").replace("{token}", quote(token, safe=""))
-    response = requests.delete(url, timeout=_timeout())
+    response = _send("DELETE", url)
     if response.status_code in (200, 204, 404):
         return
     raise _failure(response)
@@ -201,12 +207,24 @@ def revoke_zendesk(provider: Provider, token: str, token_type_hint: str) -> None
         # ends the refresh token is not verified, so the refresh token is only dropped here.
         log.info("Zendesk refresh token dropped without a call, provider %s", provider.id)
         return
-    response = requests.delete(
+    response = _send(
+        "DELETE",
         provider.revocation_url or "",
         headers={"Authorization": f"Bearer {token}"},
-        timeout=_timeout(),
     )
     if response.status_code in (200, 204, 401):
+        return
+    raise _failure(response)
+
+
+def revoke_servicenow(provider: Provider, token: str, token_type_hint: str) -> None:
+    """Request ``oauth_revoke_token.do?token=...``; 200 means the token is marked expired.
+
+    ServiceNow documents this URL, with the access or refresh token in the query string
+    and no client authentication, in "Revoke an OAuth token" of its platform security docs.
+    """
+    response = _send("GET", provider.revocation_url or "", params={"token": token})
+    if response.status_code == 200:
         return
     raise _failure(response)
 
@@ -221,6 +239,7 @@ ADAPTERS: dict[str, Adapter] = {
     "slack": revoke_slack,
     "hubspot": revoke_hubspot,
     "zendesk": revoke_zendesk,
+    "servicenow": revoke_servicenow,
 }
 
 #: Every value ``Provider.revocation_method`` accepts: the standard, no revocation at

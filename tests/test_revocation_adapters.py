@@ -6,7 +6,7 @@ test replays the response the provider documents and checks the request sent.
 
 import base64
 import json
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
@@ -309,3 +309,35 @@ def test_none_method_deletes_locally(user, make_provider, make_integration):
 
     assert outcome.completed is True
     assert db.session.scalar(select(Credential)) is None
+
+
+@responses.activate
+def test_servicenow_sends_token_in_query(adapter_provider):
+    provider = adapter_provider("servicenow", "https://acme.service-now.invalid/oauth_revoke_token.do")
+    responses.get("https://acme.service-now.invalid/oauth_revoke_token.do", status=200, body="")
+
+    revoke(provider, REFRESH, "refresh_token")
+
+    call = responses.calls[0]
+    assert call.request.method == "GET"
+    assert parse_qs(urlsplit(call.request.url).query) == {"token": [REFRESH]}
+    assert "Authorization" not in call.request.headers
+
+
+@responses.activate
+def test_servicenow_error_raises(adapter_provider):
+    provider = adapter_provider("servicenow", "https://acme.service-now.invalid/oauth_revoke_token.do")
+    responses.get("https://acme.service-now.invalid/oauth_revoke_token.do", status=401, body="")
+    with pytest.raises(ProviderError):
+        revoke(provider, ACCESS, "access_token")
+
+
+@responses.activate
+def test_adapter_follows_no_redirect(adapter_provider):
+    provider = adapter_provider("google", "https://oauth2.googleapis.invalid/revoke")
+    responses.post(
+        "https://oauth2.googleapis.invalid/revoke", status=307, headers={"Location": "https://elsewhere.invalid/revoke"}
+    )
+    with pytest.raises(ProviderError):
+        revoke(provider, ACCESS, "access_token")
+    assert len(responses.calls) == 1
